@@ -1,0 +1,1 @@
+"""Models: reference LightGBM, EasyEnsemble, BalanceCascade, blending, stacking, metrics."""

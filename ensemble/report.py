@@ -1,0 +1,136 @@
+"""The cross-validation report: ``cv.md``, ``cv.json`` and a per-aid AUC plot."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ensemble.metrics import per_aid_auc
+from pipeline.errors import LookalikeError
+from pipeline.io import atomic_path, write_json
+
+__all__ = ["read_truth", "write_report"]
+
+logger = logging.getLogger(__name__)
+
+
+def read_truth(path: str | os.PathLike[str], test: dict[str, np.ndarray]) -> pd.DataFrame:
+    """The synthetic truth of the test rows, checked to be in test-file order."""
+    truth = pd.read_csv(path)
+    if len(truth) != len(test["aid"]) or not (
+        np.array_equal(truth["aid"].to_numpy(), test["aid"])
+        and np.array_equal(truth["uid"].to_numpy(), test["uid"])
+    ):
+        raise LookalikeError(f"{path} does not describe the rows of the test file, in order")
+    return truth
+
+
+def write_report(
+    path: str | os.PathLike[str],
+    results: Sequence[Any],
+    final_name: str,
+    y: np.ndarray,
+    aid: np.ndarray,
+    test: dict[str, np.ndarray],
+    truth_path: str | os.PathLike[str] | None = None,
+) -> None:
+    """Write ``cv.md`` at ``path``, ``cv.json`` and ``per_aid_auc.png`` beside it.
+
+    ``results`` are objects with ``name``, ``oof``, ``test``, ``seconds`` and
+    ``fold_auc``. With the synthetic truth, the test-set AUC of each model and
+    of the true probabilities (the oracle) are reported too.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    truth = None
+    if truth_path is not None and Path(truth_path).exists():
+        truth = read_truth(truth_path, test)
+    t_label = None if truth is None else (truth["label"].to_numpy() == 1).astype(np.int8)
+    oracle = None if truth is None else per_aid_auc(t_label, truth["prob"].to_numpy(), test["aid"])
+    rows, per_aid = [], {}
+    for r in results:
+        cv = per_aid_auc(y, r.oof, aid)
+        row = {
+            "model": r.name,
+            "oof_mean_aid_auc": cv.mean,
+            "oof_std_over_aids": cv.std,
+            "fold_mean_aid_auc": list(r.fold_auc),
+            "aids_skipped": len(cv.skipped),
+            "train_seconds": round(r.seconds, 1),
+        }
+        if truth is not None:
+            te = per_aid_auc(t_label, r.test, test["aid"])
+            row["test_mean_aid_auc"] = te.mean
+            row["gap_to_oracle"] = oracle.mean - te.mean
+        rows.append(row)
+        per_aid[r.name] = cv.per_aid
+    report = {
+        "final": final_name,
+        "models": rows,
+        "oracle_test_mean_aid_auc": None if oracle is None else oracle.mean,
+        "n_train": int(len(y)),
+        "n_positive": int(y.sum()),
+        "n_aids": int(len(np.unique(aid))),
+    }
+    write_json(path.with_suffix(".json"), report)
+    _plot(path.with_name("per_aid_auc.png"), per_aid)
+
+    lines = [
+        "# Cross-validation report",
+        "",
+        f"{report['n_train']:,} training rows ({100 * y.mean():.2f}% positive), "
+        f"{report['n_aids']} aids. Metric: mean over aids of the per-aid AUC, out of fold "
+        "on the project's fold file. Submitted: "
+        f"`{final_name}`.",
+        "",
+    ]
+    head = "| model | OOF mean per-aid AUC | std over aids | per fold | aids skipped | train s |"
+    sep = "|---|---:|---:|---|---:|---:|"
+    if truth is not None:
+        head += " test AUC (truth) | gap to oracle |"
+        sep += "---:|---:|"
+    lines += [head, sep]
+    for row in rows:
+        folds = ", ".join(f"{v:.4f}" for v in row["fold_mean_aid_auc"])
+        line = (
+            f"| {row['model']} | {row['oof_mean_aid_auc']:.4f} | {row['oof_std_over_aids']:.4f} | "
+            f"{folds} | {row['aids_skipped']} | {row['train_seconds']:.1f} |"
+        )
+        if truth is not None:
+            line += f" {row['test_mean_aid_auc']:.4f} | {row['gap_to_oracle']:.4f} |"
+        lines.append(line)
+    if oracle is not None:
+        lines += [
+            "",
+            f"Oracle (true probabilities of the synthetic test rows): mean per-aid AUC "
+            f"{oracle.mean:.4f}.",
+        ]
+    lines += ["", "![per-aid AUC](per_aid_auc.png)", ""]
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines))
+    logger.info("report written to %s", path)
+
+
+def _plot(path: Path, per_aid: dict[str, dict[int, float]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    names = list(per_aid)
+    ax.boxplot([list(per_aid[n].values()) for n in names], vert=False)
+    ax.set_yticks(range(1, len(names) + 1), names)
+    ax.set_xlabel("per-aid AUC (out of fold)")
+    ax.set_title("Per-aid AUC by model")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

@@ -1,0 +1,241 @@
+"""The ``lookalike`` command: one subcommand per pipeline stage.
+
+Every subcommand takes its input and output paths as arguments (the Makefile
+names them); the work itself lives in the library modules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from pipeline.errors import LookalikeError
+
+__all__ = ["main"]
+
+logger = logging.getLogger("lookalike")
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line (no usage dump), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _add_synth(sub: argparse._SubParsersAction) -> None:
+    from pipeline.synth import SCALES
+
+    p = sub.add_parser(
+        "synth",
+        help="generate a synthetic competition file set",
+        description="Write userFeature.data, adFeature.csv, train.csv, test1.csv (and "
+        "test1.truth.csv, read by reports only) in the competition's format.",
+    )
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--scale", default="small", choices=list(SCALES), help="size preset")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--users", type=_positive_int, help="override the number of users")
+    p.add_argument("--train-rows", type=_positive_int, help="override the train rows")
+    p.add_argument("--test-rows", type=_positive_int, help="override the test rows")
+    p.add_argument("--aids", type=_positive_int, help="override the number of aids")
+    p.set_defaults(run=_run_synth)
+
+
+def _run_synth(args: argparse.Namespace) -> None:
+    from pipeline.synth import generate, size_for_scale
+
+    size = size_for_scale(args.scale, args.users, args.train_rows, args.aids, args.test_rows)
+    generate(args.out, size, seed=args.seed)
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="TOML file of stage settings (defaults if omitted)")
+
+
+def _add_load(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "load",
+        help="parse the competition files into sparse matrices",
+        description="Parse userFeature.data in chunks into a per-user CSR matrix with "
+        "vocabularies, read adFeature.csv, train.csv and test1.csv, and write them "
+        "under --out (users/, ads.csv, pairs.npz). Malformed input stops with the "
+        "file and line; nothing is written then.",
+    )
+    p.add_argument("--users", required=True, type=Path, help="userFeature.data (or .gz)")
+    p.add_argument("--ads", required=True, type=Path, help="adFeature.csv")
+    p.add_argument("--train", required=True, type=Path, help="train.csv")
+    p.add_argument("--test", required=True, type=Path, help="test1.csv")
+    p.add_argument("--out", required=True, type=Path, help="output folder (data/interim)")
+    p.add_argument("--chunk-lines", type=_positive_int, help="lines per chunk (overrides the config)")
+    _add_config(p)
+    p.set_defaults(run=_run_load)
+
+
+def _run_load(args: argparse.Namespace) -> None:
+    from pipeline.config import load_config
+    from pipeline.load import run_load
+
+    chunk = args.chunk_lines or load_config(args.config)["load"]["chunk_lines"]
+    _require(args.users, args.ads, args.train, args.test)
+    run_load(args.users, args.ads, args.train, args.test, args.out, chunk_lines=chunk)
+
+
+def _require(*paths: Path) -> None:
+    for p in paths:
+        if not p.is_file():
+            raise LookalikeError(f"input file not found: {p}")
+
+
+def _add_folds(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "folds",
+        help="write the project's fold file",
+        description="Assign every training row a fold, stratified by aid and label. "
+        "Every later stage reads this one file.",
+    )
+    p.add_argument("--pairs", required=True, type=Path, help="pairs.npz from `load`")
+    p.add_argument("--out", required=True, type=Path, help="fold file (.npy)")
+    _add_config(p)
+    p.set_defaults(run=_run_folds)
+
+
+def _run_folds(args: argparse.Namespace) -> None:
+    from features.folds import make_folds, write_folds
+    from pipeline.config import load_config
+    from pipeline.load import load_pairs_file
+
+    cfg = load_config(args.config)["folds"]
+    _require(args.pairs)
+    train = load_pairs_file(args.pairs, "train")
+    write_folds(make_folds(train["aid"], train["label"], cfg["n_folds"], cfg["seed"]), args.out)
+
+
+def _add_features(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "features",
+        help="build the sparse and dense feature sets",
+        description="Prune fields by missing rate and tokens by frequency, and write the "
+        "sparse and dense feature sets of the train and test pairs with their column names.",
+    )
+    p.add_argument("--interim", required=True, type=Path, help="output folder of `load`")
+    p.add_argument("--folds", required=True, type=Path, help="the fold file")
+    p.add_argument("--out", required=True, type=Path, help="feature folder")
+    p.add_argument("--report", required=True, type=Path, help="Markdown report to write")
+    _add_config(p)
+    p.set_defaults(run=_run_features)
+
+
+def _run_features(args: argparse.Namespace) -> None:
+    from features.build import build_features
+    from pipeline.config import load_config
+
+    build_features(args.interim, args.folds, args.out, args.report, load_config(args.config)["features"])
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="cross-validate the models and write predictions and the CV report",
+        description="Train every model on the fold file; write out-of-fold and test "
+        "predictions under --build (oof/, pred/, models/) and the report.",
+    )
+    p.add_argument("--features", required=True, type=Path, help="feature folder")
+    p.add_argument("--interim", required=True, type=Path, help="output folder of `load`")
+    p.add_argument("--folds", required=True, type=Path, help="the fold file")
+    p.add_argument("--build", required=True, type=Path, help="folder for oof/, pred/, models/")
+    p.add_argument("--report", required=True, type=Path, help="cv.md to write (cv.json beside it)")
+    p.add_argument("--truth", type=Path, help="synthetic test truth, for the oracle gap in the report only; "
+        "ignored when the file does not exist (real data)")
+    _add_config(p)
+    p.set_defaults(run=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    from ensemble.cv import run_train
+    from pipeline.config import load_config
+
+    run_train(
+        args.features, args.interim, args.folds, args.build, args.report,
+        load_config(args.config)["train"], truth=args.truth,
+    )
+
+
+def _add_submit(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "submit",
+        help="write the submission CSV",
+        description="Write aid,uid,score for every test row, in the test file's order.",
+    )
+    p.add_argument("--pred", required=True, type=Path, help="final predictions (.npy)")
+    p.add_argument("--test", required=True, type=Path, help="test1.csv")
+    p.add_argument("--out", required=True, type=Path, help="submission CSV")
+    p.set_defaults(run=_run_submit)
+
+
+def _run_submit(args: argparse.Namespace) -> None:
+    from pipeline.submit import write_submission
+
+    _require(args.pred, args.test)
+    write_submission(args.pred, args.test, args.out)
+
+
+_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_synth, _add_load, _add_folds, _add_features, _add_train, _add_submit,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``lookalike`` argument parser."""
+    parser = _Parser(
+        prog="lookalike",
+        description="Lookalike pipeline for the Tencent 2018 competition format. "
+        "Stages: synth -> load -> folds -> features -> train -> submit.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in _SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``lookalike`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        args.run(args)
+    except LookalikeError as exc:
+        print(f"lookalike {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"lookalike {args.command}: error:{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"lookalike {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""Chunked loaders: invariance, equality with scikit-learn, bad input."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.preprocessing import OneHotEncoder
+
+from pipeline.errors import InputFormatError
+from pipeline.load import run_load
+from pipeline.loaders import load_user_matrix, parse_users, save_user_matrix
+from tests.conftest import USER_LINES, write_users
+
+
+def _same(a, b) -> None:  # noqa: ANN001
+    assert np.array_equal(a.indptr, b.indptr)
+    assert np.array_equal(np.asarray(a.indices), np.asarray(b.indices))
+    assert np.array_equal(a.uids, b.uids)
+    assert [f.name for f in a.fields] == [f.name for f in b.fields]
+    for fa, fb in zip(a.fields, b.fields):
+        assert fa.offset == fb.offset and fa.kind == fb.kind
+        assert np.array_equal(fa.values, fb.values) and np.array_equal(fa.df, fb.df)
+
+
+@pytest.mark.parametrize("chunk", [1, 7])
+def test_chunk_size_does_not_change_the_result(tiny_raw: Path, chunk: int) -> None:
+    whole = parse_users(tiny_raw / "userFeature.data", chunk_lines=10**9)
+    _same(parse_users(tiny_raw / "userFeature.data", chunk_lines=chunk), whole)
+
+
+def test_matrix_holds_exactly_the_ids_of_each_line(tiny_raw: Path) -> None:
+    m = parse_users(tiny_raw / "userFeature.data", chunk_lines=500)
+    lines = (tiny_raw / "userFeature.data").read_text().splitlines()
+    for row in range(0, len(lines), 37):
+        groups = dict(g.split(" ", 1) for g in lines[row].split("|"))
+        assert m.uids[row] == int(groups.pop("uid"))
+        cols = m.indices[m.indptr[row] : m.indptr[row + 1]]
+        assert np.all(np.diff(cols) > 0)  # sorted, no repeats
+        got: dict[str, set[int]] = {}
+        for c in cols:
+            f = next(f for f in m.fields if f.offset <= c < f.stop)
+            got.setdefault(f.name, set()).add(int(f.values[c - f.offset]))
+        assert got == {k: {int(v) for v in vals.split(" ")} for k, vals in groups.items()}
+
+
+def test_equals_countvectorizer_and_onehotencoder(tiny_raw: Path) -> None:
+    """The hand-written builder gives scikit-learn's matrices, block by block."""
+    path = tiny_raw / "userFeature.data"
+    m = parse_users(path)
+    X = m.csr().toarray()
+    rows = [dict(g.split(" ", 1) for g in line.split("|")) for line in path.read_text().splitlines()]
+    for f in m.fields:
+        block = X[:, f.offset : f.stop]
+        docs = [r.get(f.name, "") for r in rows]
+        if f.kind == "multi":
+            cv = CountVectorizer(token_pattern=r"\S+", binary=True)  # keeps one-character ids
+            ref = cv.fit_transform(docs).toarray()
+            order = [cv.vocabulary_[str(v)] for v in f.values]  # our columns are numeric order
+            assert np.array_equal(block, ref[:, order]), f.name
+        else:
+            have = np.array([d != "" for d in docs])
+            enc = OneHotEncoder(dtype=np.float32)
+            ref = enc.fit_transform(np.array([[int(d)] for d, h in zip(docs, have) if h])).toarray()
+            assert np.array_equal(enc.categories_[0], f.values), f.name
+            assert np.array_equal(block[have], ref) and not block[~have].any(), f.name
+        assert np.array_equal(block.sum(axis=0), f.df), f.name
+
+
+def test_gzip_crlf_and_missing_final_newline_read_the_same(tmp_path: Path) -> None:
+    plain = parse_users(write_users(tmp_path / "a.data", USER_LINES))
+    crlf = parse_users(write_users(tmp_path / "b.data", USER_LINES, newline="\r\n", final=False))
+    gz = tmp_path / "c.data.gz"
+    with gzip.open(gz, "wb") as fh:
+        fh.write(("\n".join(USER_LINES)).encode())
+    _same(crlf, plain)
+    _same(parse_users(gz, chunk_lines=2), plain)
+
+
+def test_single_characters_and_zero_are_tokens(tmp_path: Path) -> None:
+    m = parse_users(write_users(tmp_path / "u.data", USER_LINES))
+    assert 0 in m.block("ct").values.tolist() and 1 in m.block("ct").values.tolist()
+    assert m.block("interest3").values.tolist() == [7]
+    assert m.block("house").values.tolist() == [1] and m.block("house").df.tolist() == [2]
+    assert m.block("kw1").df[m.block("kw1").values.tolist().index(276966)] == 2
+
+
+def test_unknown_field_is_kept_and_logged_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    lines = [USER_LINES[0] + "|newField 5 6", USER_LINES[1] + "|newField 6", USER_LINES[2]]
+    with caplog.at_level(logging.WARNING):
+        m = parse_users(write_users(tmp_path / "u.data", lines), chunk_lines=1)
+    assert m.field_names[-1] == "newField" and m.block("newField").values.tolist() == [5, 6]
+    assert sum("newField" in r.message for r in caplog.records) == 1
+
+
+def test_repeated_id_in_a_list_counts_once(tmp_path: Path) -> None:
+    m = parse_users(write_users(tmp_path / "u.data", ["uid 1|ct 3 1 3", "uid 2|ct 3"]))
+    assert m.block("ct").df.tolist() == [1, 2]
+    assert m.indptr.tolist() == [0, 2, 3]
+
+
+def test_save_and_load_round_trip(tmp_path: Path, tiny_raw: Path) -> None:
+    m = parse_users(tiny_raw / "userFeature.data")
+    save_user_matrix(m, tmp_path / "users")
+    back = load_user_matrix(tmp_path / "users")
+    _same(back, m)
+    assert np.array_equal(back.rows_of(m.uids[[5, 0, 9]]), [5, 0, 9])
+    assert back.rows_of(np.array([-3]))[0] == -1
+
+
+# ---------------------------------------------------------------------------
+# bad input: a clear error naming file and line, nothing written
+# ---------------------------------------------------------------------------
+BAD_USER_LINES = {
+    "no uid": (["uid 1|age 2", "age 3|gender 1"], 2, "no 'uid'"),
+    "uid value without name": (["uid 1|age 2", "26325489|age 4"], 2, "is 'uid' missing"),
+    "non-integer": (["uid 1|age 2", "uid 2|kw1 12 x3"], 2, "'x3' is not a non-negative integer"),
+    "negative": (["uid 1|kw1 -4"], 1, "'-4'"),
+    "empty group": (["uid 1|age 2", "uid 2|kw1|age 3"], 2, "field 'kw1' has no values"),
+    "empty group at end": (["uid 1|kw1"], 1, "'kw1' has no values"),
+    "double bar": (["uid 1||age 3"], 1, "empty group"),
+    "blank line": (["uid 1|age 2", "", "uid 3|age 1"], 2, "empty line"),
+    "duplicated uid": (["uid 1|age 2", "uid 2|age 2", "uid 1|age 3"], 3, "uid 1 already appears on line 1"),
+    "repeated field": (["uid 1|age 2|age 3"], 1, "'age' appears twice"),
+    "two ages": (["uid 1|age 2 3"], 1, "'age' takes one value, got 2"),
+    "huge id": (["uid 1|kw1 99999999999"], 1, "out of range"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_USER_LINES))
+@pytest.mark.parametrize("chunk", [1, 1000])
+def test_bad_user_lines(tmp_path: Path, case: str, chunk: int) -> None:
+    lines, line_no, message = BAD_USER_LINES[case]
+    path = write_users(tmp_path / "userFeature.data", lines)
+    with pytest.raises(InputFormatError) as err:
+        parse_users(path, chunk_lines=chunk)
+    assert err.value.path == str(path) and err.value.line == line_no
+    assert message in str(err.value) and f"{path}:{line_no}:" in str(err.value)
+
+
+def test_empty_user_file(tmp_path: Path) -> None:
+    path = write_users(tmp_path / "userFeature.data", [], final=False)
+    with pytest.raises(InputFormatError, match="empty file"):
+        parse_users(path)
+
+
+def _copy_raw(tiny_raw: Path, dst: Path) -> Path:
+    shutil.copytree(tiny_raw, dst)
+    return dst
+
+
+def _edit_line(path: Path, line_no: int, new: str) -> None:
+    lines = path.read_text().splitlines()
+    lines[line_no - 1] = new
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _load(raw: Path, out: Path) -> None:
+    run_load(raw / "userFeature.data", raw / "adFeature.csv", raw / "train.csv", raw / "test1.csv", out)
+
+
+BAD_CSV = {
+    "label outside": ("train.csv", 5, lambda l: l.rsplit(",", 1)[0] + ",0", "label 0 is not 1 or -1"),
+    "unknown aid": ("train.csv", 4, lambda l: "999999," + l.split(",", 1)[1], "aid 999999 is not in adFeature.csv"),
+    "unknown uid": ("test1.csv", 3, lambda l: l.split(",")[0] + ",5", "uid 5 is not in userFeature.data"),
+    "wrong header": ("train.csv", 1, lambda l: "aid,user,label", "wrong header"),
+    "non-integer cell": ("train.csv", 6, lambda l: l.split(",")[0] + ",abc,1", "'abc' is not an integer"),
+    "missing cell": ("test1.csv", 7, lambda l: l.split(",")[0], "expected 2 values, got 1"),
+    "duplicated aid": ("adFeature.csv", 3, None, "appears twice"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CSV))
+def test_bad_csv_files_leave_nothing_written(tmp_path: Path, tiny_raw: Path, case: str) -> None:
+    raw = _copy_raw(tiny_raw, tmp_path / "raw")
+    name, line_no, edit, message = BAD_CSV[case]
+    lines = (raw / name).read_text().splitlines()
+    new = lines[1] if edit is None else edit(lines[line_no - 1])
+    _edit_line(raw / name, line_no, new)
+    out = tmp_path / "interim"
+    with pytest.raises(InputFormatError) as err:
+        _load(raw, out)
+    assert err.value.path == str(raw / name) and err.value.line == line_no, str(err.value)
+    assert message in str(err.value)
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("name", ["adFeature.csv", "train.csv", "test1.csv", "userFeature.data"])
+def test_empty_files_are_errors(tmp_path: Path, tiny_raw: Path, name: str) -> None:
+    raw = _copy_raw(tiny_raw, tmp_path / "raw")
+    (raw / name).write_text("")
+    with pytest.raises(InputFormatError, match="empty file") as err:
+        _load(raw, tmp_path / "interim")
+    assert err.value.path == str(raw / name)
+
+
+def test_failed_load_keeps_the_previous_output(tmp_path: Path, tiny_raw: Path) -> None:
+    raw = _copy_raw(tiny_raw, tmp_path / "raw")
+    out = tmp_path / "interim"
+    _load(raw, out)
+    before = (out / "pairs.npz").read_bytes()
+    _edit_line(raw / "userFeature.data", 10, "uid 1|age x")
+    with pytest.raises(InputFormatError):
+        _load(raw, out)
+    assert (out / "pairs.npz").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == ["ads.csv", "pairs.npz", "users"]
+
+
+def test_cli_reports_file_and_line_and_exits_non_zero(tmp_path: Path, tiny_raw: Path) -> None:
+    raw = _copy_raw(tiny_raw, tmp_path / "raw")
+    _edit_line(raw / "userFeature.data", 3, "uid 77|kw1 1 2|kw1 3")
+    cmd = [
+        sys.executable, "-m", "pipeline.cli", "-q", "load", "--users", str(raw / "userFeature.data"),
+        "--ads", str(raw / "adFeature.csv"), "--train", str(raw / "train.csv"),
+        "--test", str(raw / "test1.csv"), "--out", str(tmp_path / "interim"),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert f"{raw / 'userFeature.data'}:3: field 'kw1' appears twice" in proc.stderr
+    assert "Traceback" not in proc.stderr

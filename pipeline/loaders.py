@@ -31,6 +31,7 @@ import pandas as pd
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
+from pipeline._fastparse import NameTable, mark_seen, remap_sort_rows, scan_chunk
 from pipeline._parse import parse_chunk
 from pipeline.errors import InputFormatError, LookalikeError
 from pipeline.io import open_binary
@@ -209,23 +210,8 @@ def _field_kind(name: str) -> str:
     return "unknown"
 
 
-class _VocabAccumulator:
-    """Distinct ids per field, merged across chunks."""
-
-    def __init__(self) -> None:
-        self.pending: dict[str, list[np.ndarray]] = {}
-
-    def add(self, name: str, values: np.ndarray) -> None:
-        parts = self.pending.setdefault(name, [])
-        parts.append(np.unique(values))
-        if len(parts) > 16:
-            self.pending[name] = [np.unique(np.concatenate(parts))]
-
-    def result(self, name: str) -> np.ndarray:
-        parts = self.pending.get(name, [])
-        if not parts:
-            return np.zeros(0, dtype=np.int64)
-        return np.unique(np.concatenate(parts)).astype(np.int64)
+#: fields whose largest id is below this get a dense id -> column table
+_DENSE_LIMIT = 1 << 24
 
 
 def parse_users(
@@ -252,89 +238,90 @@ def parse_users(
     if os.path.getsize(path) == 0:
         raise InputFormatError(path_s, None, "empty file")
     single = SINGLE_VALUED | {"uid"}
-    vocab = _VocabAccumulator()
-    code_of: dict[str, int] = {}
-    chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (row_nnz, field code, value)
+    table = NameTable(list(FIELD_ORDER), set(single))
+    n_known = len(FIELD_ORDER)
+    chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (row_nnz, code, value)
     uid_parts: list[np.ndarray] = []
     size = os.path.getsize(path)
     with tqdm(total=size, unit="B", unit_scale=True, desc="parse users", disable=None) as bar:
         for first_line, data in iter_line_chunks(path, chunk_lines):
-            chunk = parse_chunk(data, path_s, first_line, single)
+            n_names = int(table.n_names[0])
+            scanned = scan_chunk(data, table)
+            if scanned is None:  # something is malformed: the vectorised parser says what and where
+                scanned = _reparse(data, path_s, first_line, single, table)
+            for name in table.names[max(n_names, n_known):]:
+                logger.warning(
+                    "%s:%d: unknown field %r kept as a new multi-valued field", path_s, first_line, name
+                )
+            uids, row_nnz, codes, values = scanned
+            chunks.append((row_nnz, codes, values))
+            uid_parts.append(uids)
             bar.update(len(data))
-            remap = np.empty(len(chunk.names), dtype=np.int64)
-            for i, name in enumerate(chunk.names):
-                if name not in code_of:
-                    code_of[name] = len(code_of)
-                    if _field_kind(name) == "unknown" and name != "uid":
-                        logger.warning(
-                            "%s:%d: unknown field %r kept as a new multi-valued field",
-                            path_s, first_line, name,
-                        )
-                remap[i] = code_of[name]
-            codes = remap[chunk.field].astype(np.uint8 if len(code_of) < 256 else np.uint16)
-            order = np.argsort(codes, kind="stable")
-            bounds = np.r_[0, np.cumsum(np.bincount(codes, minlength=len(code_of)))]
-            for name, c in code_of.items():
-                if bounds[c + 1] > bounds[c]:
-                    vocab.add(name, chunk.value[order[bounds[c] : bounds[c + 1]]])
-            chunks.append((chunk.row_nnz, codes, chunk.value))
-            uid_parts.append(chunk.uids)
     uids = np.concatenate(uid_parts)
     _check_unique_uids(uids, path_s)
 
-    names = [n for n in FIELD_ORDER if n in code_of and n != "uid"]
-    names += [n for n in FIELD_ORDER[1:] if n not in code_of]  # known but absent: empty block
-    names += sorted(n for n in code_of if n not in FIELD_ORDER)
+    names = table.names
+    max_value = table.max_value[: len(names)]
+    order = list(FIELD_ORDER[1:]) + sorted(n for n in names[n_known:])
+    # vocabularies: a dense "seen" table per field, or sorted ids for huge id ranges
+    base = np.full(len(names), -1, dtype=np.int64)
+    total = 0
+    for c in range(1, len(names)):
+        if 0 <= max_value[c] < _DENSE_LIMIT:
+            base[c] = total
+            total += int(max_value[c]) + 1
+    seen = np.zeros(total, dtype=np.bool_)
+    sparse_ids: dict[int, list[np.ndarray]] = {c: [] for c in range(1, len(names)) if max_value[c] >= _DENSE_LIMIT}
+    for _, codes, values in chunks:
+        mark_seen(codes, values, base, seen)
+        for c, parts in sparse_ids.items():
+            parts.append(np.unique(values[codes == c]))
     fields, offset = [], 0
-    for name in names:
-        values = vocab.result(name)
-        fields.append(FieldBlock(name, offset, values, np.zeros(len(values), np.int64), _field_kind(name)))
-        offset += len(values)
+    lut = np.full(total, -1, dtype=np.int32)
+    vocab_of: dict[int, np.ndarray] = {}
+    for name in order:
+        c = names.index(name)
+        if base[c] >= 0:
+            ids = np.flatnonzero(seen[base[c] : base[c] + max_value[c] + 1])
+            lut[base[c] + ids] = offset + np.arange(len(ids), dtype=np.int32)
+        elif c in sparse_ids:
+            ids = np.unique(np.concatenate(sparse_ids[c])) if sparse_ids[c] else np.zeros(0, np.int64)
+            vocab_of[c] = ids
+        else:
+            ids = np.zeros(0, dtype=np.int64)
+        fields.append(FieldBlock(name, offset, ids.astype(np.int64), np.zeros(len(ids), np.int64), _field_kind(name)))
+        offset += len(ids)
     n_cols = offset
-    by_code = {code_of[f.name]: f for f in fields if f.name in code_of}
+    if n_cols > np.iinfo(np.int32).max:  # pragma: no cover - far beyond any real vocabulary
+        raise LookalikeError(f"{n_cols} columns do not fit int32 indices")
+    offset_of = {names.index(f.name): f.offset for f in fields}
 
     indptr_parts, nnz_total = [np.zeros(1, dtype=np.int64)], 0
-    df = np.zeros(n_cols, dtype=np.int64)
-    collapsed = 0
+    df = np.zeros(max(n_cols, 1), dtype=np.int64)
+    removed = 0
     out_chunks: list[np.ndarray] = []
     writer = _NpyStreamWriter(indices_out, np.int32) if indices_out else None
     for i in tqdm(range(len(chunks)), desc="columns", unit="chunk", disable=None):
         row_nnz, codes, values = chunks[i]
         chunks[i] = None  # type: ignore[call-overload]  # free as we go
-        cols = values  # remapped in place: the values are not needed afterwards
-        order = np.argsort(codes, kind="stable")
-        bounds = np.r_[0, np.cumsum(np.bincount(codes, minlength=len(code_of)))]
-        for c, block in by_code.items():
-            sel = order[bounds[c] : bounds[c + 1]]
-            if len(sel):
-                cols[sel] = block.offset + np.searchsorted(block.values, values[sel])
-        del codes, order
-        indptr = np.r_[0, np.cumsum(row_nnz)]
-        m = sp.csr_matrix(
-            (np.ones(len(cols), dtype=np.int8), cols, indptr), shape=(len(row_nnz), max(n_cols, 1))
-        )
-        m.sort_indices()
-        if len(m.indices) > 1:
-            row_of = np.repeat(np.arange(len(row_nnz)), row_nnz)
-            same = np.r_[False, (m.indices[1:] == m.indices[:-1]) & (row_of[1:] == row_of[:-1])]
-            if same.any():  # an id repeated within a list: lists are sets
-                collapsed += int(same.sum())
-                row_nnz = row_nnz - np.bincount(row_of[same], minlength=len(row_nnz))
-                m = sp.csr_matrix(
-                    (m.data[~same], m.indices[~same], np.r_[0, np.cumsum(row_nnz)]), shape=m.shape
-                )
-        idx = m.indices.astype(np.int32, copy=False)
-        df += np.bincount(idx, minlength=n_cols)[:n_cols]
+        for c, ids in vocab_of.items():  # huge-id fields: columns by binary search, in place
+            sel = codes == c
+            values[sel] = offset_of[c] + np.searchsorted(ids, values[sel])
+        # dense fields through the lookup table; sorted and de-duplicated per row, in place
+        row_nnz, n_removed = remap_sort_rows(codes, values, row_nnz, base, lut, values, df)
+        removed += n_removed
+        idx = values[: int(row_nnz.sum())]
         indptr_parts.append(np.cumsum(row_nnz) + nnz_total)
         nnz_total += len(idx)
         if writer is not None:
             writer.write(idx)
         else:
-            out_chunks.append(idx)
-    if collapsed:
-        logger.info("%d repeated ids within a list counted once (lists are sets)", collapsed)
+            out_chunks.append(idx.copy())
+        del codes, values
+    if removed:
+        logger.info("%d repeated ids within a list counted once (lists are sets)", removed)
     for f in fields:
-        f.df = df[f.offset : f.stop]
+        f.df = df[f.offset : f.stop].copy()
     indptr = np.concatenate(indptr_parts)
     if writer is not None:
         writer.close(nnz_total)
@@ -346,6 +333,24 @@ def parse_users(
         path_s, f"{len(uids):,}", f"{n_cols:,}", len(fields), f"{nnz_total:,}",
     )
     return UserMatrix(indptr=indptr, indices=indices, uids=uids, fields=fields)
+
+
+def _reparse(
+    data: bytes, path: str, first_line: int, single: frozenset[str], table: NameTable
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Parse a chunk the fast scan refused: raises the precise error, or returns its result."""
+    chunk = parse_chunk(data, path, first_line, single)
+    code_of = np.empty(len(chunk.names), dtype=np.int64)
+    for i, name in enumerate(chunk.names):
+        try:
+            code_of[i] = table.code(name)
+        except ValueError as exc:
+            pos = data.find(name.encode())
+            raise InputFormatError(path, first_line + data.count(b"\n", 0, pos), str(exc)) from None
+    codes = code_of[chunk.field].astype(np.uint8)
+    for c in np.unique(codes):
+        table.max_value[c] = max(int(table.max_value[c]), int(chunk.value[codes == c].max()))
+    return chunk.uids, chunk.row_nnz, codes, chunk.value
 
 
 class _NpyStreamWriter:

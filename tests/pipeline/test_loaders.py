@@ -225,3 +225,56 @@ def test_cli_reports_file_and_line_and_exits_non_zero(tmp_path: Path, tiny_raw: 
     assert proc.returncode == 1
     assert f"{raw / 'userFeature.data'}:3: field 'kw1' appears twice" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------------------
+# the compiled fast path: it must refuse every malformed chunk it is given
+# ---------------------------------------------------------------------------
+# a repeated uid is found across chunks, after the scan (tested above)
+@pytest.mark.parametrize("case", [c for c in BAD_USER_LINES if c != "duplicated uid"])
+def test_fast_scan_flags_every_malformed_chunk(case: str) -> None:
+    from pipeline._fastparse import NameTable, scan_chunk
+    from pipeline.schema import FIELD_ORDER, SINGLE_VALUED
+
+    lines, _, _ = BAD_USER_LINES[case]
+    table = NameTable(list(FIELD_ORDER), set(SINGLE_VALUED | {"uid"}))
+    assert scan_chunk(("\n".join(lines) + "\n").encode(), table) is None
+    assert table.names == list(FIELD_ORDER)  # a refused scan registers no name
+
+
+def test_fast_scan_equals_the_vectorised_parser(tiny_raw: Path) -> None:
+    from pipeline._fastparse import NameTable, scan_chunk
+    from pipeline._parse import parse_chunk
+    from pipeline.schema import FIELD_ORDER, SINGLE_VALUED
+
+    data = (tiny_raw / "userFeature.data").read_bytes()
+    table = NameTable(list(FIELD_ORDER), set(SINGLE_VALUED | {"uid"}))
+    uids, nnz, codes, values = scan_chunk(data, table)
+    ref = parse_chunk(data, "f", 1, SINGLE_VALUED | {"uid"})
+    names = table.names
+    assert np.array_equal(uids, ref.uids) and np.array_equal(nnz, ref.row_nnz)
+    assert np.array_equal(values, ref.value)
+    assert [names[c] for c in codes[:200]] == [ref.names[c] for c in ref.field[:200]]
+
+
+def test_huge_ids_and_long_field_names(tmp_path: Path) -> None:
+    long_name = "aVeryLongFieldNameFromSomeFutureRound"
+    lines = [
+        f"uid 1|kw1 2000000000 5|{long_name} 3",
+        "uid 2|kw1 5 1999999999",
+        f"uid 3|{long_name} 3 4",
+    ]
+    m = parse_users(write_users(tmp_path / "u.data", lines), chunk_lines=2)
+    assert m.block("kw1").values.tolist() == [5, 1999999999, 2000000000]
+    assert m.block("kw1").df.tolist() == [2, 1, 1]
+    assert m.block(long_name).values.tolist() == [3, 4]
+    X = m.csr().toarray()
+    kw1 = m.block("kw1")
+    assert X[0, kw1.offset : kw1.stop].tolist() == [1, 0, 1]
+
+
+def test_a_field_name_beyond_64_characters_is_a_clear_error(tmp_path: Path) -> None:
+    path = write_users(tmp_path / "u.data", ["uid 1|age 2", "uid 2|" + "x" * 65 + " 1"])
+    with pytest.raises(InputFormatError, match="longer than 64 characters") as err:
+        parse_users(path)
+    assert err.value.line == 2

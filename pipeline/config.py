@@ -16,7 +16,7 @@ __all__ = ["DEFAULTS", "config_hash", "load_config"]
 DEFAULTS: dict[str, dict[str, Any]] = {
     "load": {"chunk_lines": 50_000},
     "folds": {"n_folds": 5, "seed": 0},
-    "features": {"missing_threshold": 0.9, "min_df": 20},
+    "features": {"missing_threshold": 0.9, "min_df": 20, "ctr_smoothing": 20.0},
     "train": {
         "seed": 0,
         "device": "cpu",

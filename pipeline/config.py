@@ -20,15 +20,17 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "train": {
         "seed": 0,
         "device": "cpu",
-        "num_boost_round": 400,
+        "models": ["reference_raw", "reference_full", "easy_dense", "cascade_dense", "easy_sparse"],
+        "n_bags": 5,
+        "ratio": 1.0,
+        "n_estimators": 400,
         "learning_rate": 0.05,
         "num_leaves": 31,
         "min_child_samples": 50,
         "feature_fraction": 0.5,
-        "bagging_fraction": 0.8,
-        "bagging_freq": 1,
         "lambda_l2": 1.0,
         "early_stopping_rounds": 40,
+        "validation_fraction": 0.1,
     },
 }
 

@@ -24,6 +24,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ensemble._device import resolve_device
+from ensemble.metrics import per_aid_auc
 
 __all__ = [
     "BalanceCascadeLGBM",
@@ -58,6 +59,11 @@ class BaseLGBMBagging(ClassifierMixin, BaseEstimator):
         the bag) that each bag holds out for early stopping.
     categorical_feature : list of int, default=None
         Columns LightGBM treats as categorical.
+    group_column : int, default=None
+        Column of ``X`` holding the group (the aid). When set, early stopping
+        watches the mean per-group AUC, the competition metric, instead of the
+        global AUC (which also rewards separating the aids' base rates and
+        stops too early for the ranking inside each aid).
     device : {"auto", "cpu", "gpu", "cuda"}, default="cpu"
         LightGBM device; ``auto`` uses a working GPU backend, else the CPU.
     n_jobs : int, default=None
@@ -88,6 +94,7 @@ class BaseLGBMBagging(ClassifierMixin, BaseEstimator):
         early_stopping_rounds: int = 30,
         validation_fraction: float = 0.1,
         categorical_feature: list[int] | None = None,
+        group_column: int | None = None,
         device: str = "cpu",
         n_jobs: int | None = None,
         random_state: int = 0,
@@ -103,6 +110,7 @@ class BaseLGBMBagging(ClassifierMixin, BaseEstimator):
         self.early_stopping_rounds = early_stopping_rounds
         self.validation_fraction = validation_fraction
         self.categorical_feature = categorical_feature
+        self.group_column = group_column
         self.device = device
         self.n_jobs = n_jobs
         self.random_state = random_state
@@ -155,12 +163,18 @@ class BaseLGBMBagging(ClassifierMixin, BaseEstimator):
     def _params(self, seed: int) -> dict[str, Any]:
         return {
             "objective": "binary",
-            "metric": "auc",
+            "metric": "binary_logloss",
             "learning_rate": self.learning_rate,
             "num_leaves": self.num_leaves,
             "min_child_samples": self.min_child_samples,
             "feature_fraction": self.feature_fraction,
             "lambda_l2": self.lambda_l2,
+            # categorical columns (aid, aid x attribute crosses) have many levels:
+            # LightGBM's defaults overfit them; smooth and require data per level
+            "cat_smooth": 50.0,
+            "cat_l2": 10.0,
+            "min_data_per_group": 200,
+            "max_cat_threshold": 32,
             "seed": seed,
             "deterministic": True,
             "num_threads": self.n_jobs or 0,
@@ -179,7 +193,14 @@ class BaseLGBMBagging(ClassifierMixin, BaseEstimator):
         use_stop = stop is not None and self.early_stopping_rounds > 0 and 0 < y[stop].sum() < len(stop)
         valid = [lgb.Dataset(X[stop], y[stop], reference=dtrain)] if use_stop else []
         callbacks = [lgb.early_stopping(self.early_stopping_rounds, verbose=False)] if use_stop else []
-        return lgb.train(params, dtrain, num_boost_round=self.n_estimators, valid_sets=valid, callbacks=callbacks)
+        feval = None
+        if use_stop and self.group_column is not None:
+            groups = _column(X[stop], self.group_column)
+            params["metric"] = "None"
+            feval = _group_auc_metric(groups)
+        return lgb.train(
+            params, dtrain, num_boost_round=self.n_estimators, valid_sets=valid, callbacks=callbacks, feval=feval
+        )
 
     def _split_positives(
         self, pos: np.ndarray, rng: np.random.Generator
@@ -197,6 +218,21 @@ class BaseLGBMBagging(ClassifierMixin, BaseEstimator):
         tags.input_tags.allow_nan = True
         tags.classifier_tags.multi_class = False
         return tags
+
+
+def _column(X: _Matrix, j: int) -> np.ndarray:
+    col = X[:, j]
+    return np.asarray(col.toarray()).ravel() if sp.issparse(col) else np.asarray(col).ravel()
+
+
+def _group_auc_metric(groups: np.ndarray):  # noqa: ANN202
+    """LightGBM ``feval``: mean per-group AUC (higher is better)."""
+
+    def metric(preds: np.ndarray, data: lgb.Dataset) -> tuple[str, float, bool]:
+        res = per_aid_auc(data.get_label(), preds, groups)
+        return "mean_group_auc", (res.mean if np.isfinite(res.mean) else 0.5), True
+
+    return metric
 
 
 def _undo_undersampling(p: np.ndarray, beta: float) -> np.ndarray:

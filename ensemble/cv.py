@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from ensemble._bagging import BalanceCascadeLGBM, EasyEnsembleLGBM, ReferenceLGBM
 from ensemble._blend import blend, fit_blend_weights, fit_stacker, nested_oof, stack_features
 from ensemble.metrics import per_aid_auc
+from features.ctr import CTRSpec, ctr_features
 from features.folds import load_folds
 from pipeline.errors import LookalikeError
 from pipeline.io import atomic_path
@@ -81,6 +82,7 @@ def make_estimator(name: str, settings: dict[str, Any], categorical: list[int]) 
         early_stopping_rounds=settings["early_stopping_rounds"],
         validation_fraction=settings["validation_fraction"],
         categorical_feature=categorical,
+        group_column=None,
         device=device,
         random_state=settings["seed"],
     )
@@ -96,21 +98,47 @@ def train_cv(
     folds: np.ndarray,
 ) -> CVResult:
     """Fit a clone of ``estimator`` per fold; out-of-fold and fold-averaged test predictions."""
+    return train_models({name: estimator}, lambda fset, fit, held: (X[fit], X[held], X_test), {name: ""}, y, aid, folds)[0]
+
+
+def train_models(
+    estimators: dict[str, BaseEstimator],
+    design,  # noqa: ANN001  (feature set, fit rows, held rows) -> (X_fit, X_held, X_test)
+    feature_set: dict[str, str],
+    y: np.ndarray,
+    aid: np.ndarray,
+    folds: np.ndarray,
+) -> list[CVResult]:
+    """Cross-validate several models, fold by fold (each fold's design is built once).
+
+    ``design(fset, fit, held)`` returns the matrices of a feature set for the
+    fold's training rows, held-out rows and the test rows; it may fit
+    label-dependent features on the training rows only.
+    """
     n_folds = int(folds.max()) + 1
-    oof = np.zeros(len(y))
-    test = np.zeros(X_test.shape[0])
-    result = CVResult(name=name, oof=oof, test=test, seconds=0.0)
-    t0 = time.perf_counter()
-    for k in tqdm(range(n_folds), desc=name, unit="fold", disable=None):
+    results = {name: CVResult(name, np.zeros(len(y)), None, 0.0) for name in estimators}  # type: ignore[arg-type]
+    steps = tqdm(total=n_folds * len(estimators), desc="train", unit="model", disable=None)
+    for k in range(n_folds):
         fit, held = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
-        est = clone(estimator).fit(X[fit], y[fit])
-        oof[held] = est.predict_proba(X[held])[:, 1]
-        test += est.predict_proba(X_test)[:, 1] / n_folds
-        result.fold_auc.append(per_aid_auc(y[held], oof[held], aid[held]).mean)
-        result.estimators.append(est)
-        logger.info("%s fold %d: mean per-aid AUC %.4f", name, k, result.fold_auc[-1])
-    result.seconds = time.perf_counter() - t0
-    return result
+        cache: dict[str, tuple] = {}
+        for name, estimator in estimators.items():
+            fset = feature_set[name]
+            if fset not in cache:
+                cache[fset] = design(fset, fit, held)
+            X_fit, X_held, X_test = cache[fset]
+            r = results[name]
+            t0 = time.perf_counter()
+            est = clone(estimator).fit(X_fit, y[fit])
+            r.oof[held] = est.predict_proba(X_held)[:, 1]
+            pred = est.predict_proba(X_test)[:, 1] / n_folds
+            r.test = pred if r.test is None else r.test + pred
+            r.seconds += time.perf_counter() - t0
+            r.fold_auc.append(per_aid_auc(y[held], r.oof[held], aid[held]).mean)
+            r.estimators.append(est)
+            logger.info("%s fold %d: mean per-aid AUC %.4f", name, k, r.fold_auc[-1])
+            steps.update()
+    steps.close()
+    return list(results.values())
 
 
 def _fold_scores(pred: np.ndarray, y: np.ndarray, aid: np.ndarray, folds: np.ndarray) -> list[float]:
@@ -142,28 +170,52 @@ def combine(
     return out
 
 
-def _load_sets(features: Path, needed: set[str]) -> tuple[dict, dict, dict]:
-    columns = json.loads((features / "columns.json").read_text())
-    n_raw = columns["sparse_raw"]
-    dense_cat = [columns["dense"].index(c) for c in columns["categorical"]["dense"]]
-    sets_tr, sets_te, cats = {}, {}, {}
-    sparse = dense = None
-    if needed & {"raw", "sparse", "full"}:
-        sparse = {p: sp.load_npz(features / f"sparse_{p}.npz").tocsr() for p in ("train", "test")}
-    if needed & {"dense", "full"}:
-        dense = {p: np.load(features / f"dense_{p}.npy") for p in ("train", "test")}
-    for fset in needed:
-        for part, store in (("train", sets_tr), ("test", sets_te)):
-            if fset == "raw":
-                store[fset] = sparse[part][:, :n_raw]
-            elif fset == "sparse":
-                store[fset] = sparse[part]
-            elif fset == "dense":
-                store[fset] = dense[part]
-            else:
-                store[fset] = sp.hstack([sp.csr_matrix(dense[part]), sparse[part]], format="csr")
-        cats[fset] = [0] if fset in ("raw", "sparse") else dense_cat
-    return sets_tr, sets_te, cats
+class _Design:
+    """Feature-set matrices per fold; the CTR block is fitted on the fold's training rows."""
+
+    def __init__(self, features: Path, needed: set[str], y: np.ndarray, aid_idx: dict, folds: np.ndarray) -> None:
+        columns = json.loads((features / "columns.json").read_text())
+        if columns["sparse"][0] != "aid_idx" or columns["dense"][0] != "aid_idx":
+            raise LookalikeError(f"{features}: feature sets must start with aid_idx; re-run `make features`")
+        self.n_raw = columns["sparse_raw"]
+        self.ctr = CTRSpec.from_json(columns["ctr"])
+        dense_cat = [columns["dense"].index(c) for c in columns["categorical"]["dense"]]
+        self.categorical = {"raw": [0], "sparse": [0], "dense": dense_cat, "full": dense_cat}
+        self.y, self.aid_idx, self.folds = y, aid_idx, folds
+        self.sparse = {p: sp.load_npz(features / f"sparse_{p}.npz").tocsr() for p in ("train", "test")}
+        self.dense = None
+        if needed & {"dense", "full"}:
+            self.dense = {p: np.load(features / f"dense_{p}.npy") for p in ("train", "test")}
+        self._ctr_fold: tuple | None = None
+
+    def _base(self, fset: str, part: str):  # noqa: ANN202
+        if fset == "raw":
+            return self.sparse[part][:, : self.n_raw]
+        if fset == "sparse":
+            return self.sparse[part]
+        if fset == "dense":
+            return self.dense[part]
+        return sp.hstack([sp.csr_matrix(self.dense[part]), self.sparse[part]], format="csr")
+
+    def _ctr_block(self, fit: np.ndarray, held: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        key = (len(fit), int(fit[:1].sum()), int(held[:1].sum()))
+        if self._ctr_fold is None or self._ctr_fold[0] != key:
+            tr = self.sparse["train"]
+            f_fit, (f_held, f_test) = ctr_features(
+                self.ctr, tr[fit], self.aid_idx["train"][fit], self.y[fit], self.folds[fit],
+                [(tr[held], self.aid_idx["train"][held]), (self.sparse["test"], self.aid_idx["test"])],
+            )
+            self._ctr_fold = (key, f_fit.astype(np.float32), f_held.astype(np.float32), f_test.astype(np.float32))
+        return self._ctr_fold[1:]
+
+    def __call__(self, fset: str, fit: np.ndarray, held: np.ndarray):  # noqa: ANN204
+        base_tr, base_te = self._base(fset, "train"), self._base(fset, "test")
+        parts = [base_tr[fit], base_tr[held], base_te]
+        if fset in ("dense", "full"):
+            ctr = self._ctr_block(fit, held)
+            stack = np.hstack if fset == "dense" else (lambda xs: sp.hstack([xs[0], sp.csr_matrix(xs[1])], format="csr"))
+            parts = [stack([p, c]) for p, c in zip(parts, ctr)]
+        return tuple(parts)
 
 
 def run_train(
@@ -193,13 +245,10 @@ def run_train(
     names = list(settings["models"])
     if not names:
         raise LookalikeError("[train] models is empty")
-    specs = [_parse_model(n) for n in names]
-    sets_tr, sets_te, cats = _load_sets(features, {fset for _, fset in specs})
-
-    results = []
-    for name, (_, fset) in zip(names, specs):
-        est = make_estimator(name, settings, cats[fset])
-        results.append(train_cv(name, est, sets_tr[fset], y, aid, sets_te[fset], folds))
+    specs = dict(zip(names, (_parse_model(n)[1] for n in names)))
+    design = _Design(features, set(specs.values()), y, {"train": train["aid_idx"], "test": test["aid_idx"]}, folds)
+    estimators = {n: make_estimator(n, settings, design.categorical[specs[n]]) for n in names}
+    results = train_models(estimators, design, specs, y, aid, folds)
     combos = combine(results, y, aid, test["aid"], folds, settings["seed"]) if len(results) > 1 else []
 
     for sub in ("oof", "pred", "models"):

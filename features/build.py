@@ -13,9 +13,9 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.pipeline import Pipeline
 
-from features._ctr import SparseTargetEncoder
 from features._keys import KeyCounter, LeaveSelfOutHistory
 from features._pruning import FrequencyPruner, MissingRatePruner
+from features.ctr import CTRSpec, cross_tokens
 from features.folds import load_folds
 from pipeline.io import atomic_paths
 from pipeline.load import load_pairs_file
@@ -59,17 +59,6 @@ def user_field_table(users: UserMatrix, rows: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def _cross(block: sp.csr_matrix, group: np.ndarray, n_groups: int) -> sp.csr_matrix:
-    """``group x token`` columns: column ``g * n_tokens + j`` for token ``j`` of a row in group ``g``."""
-    n_tok = block.shape[1]
-    row_of = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
-    indices = group[row_of].astype(np.int64) * n_tok + block.indices
-    return sp.csr_matrix(
-        (np.ones(len(indices), dtype=np.float32), indices, block.indptr.copy()),
-        shape=(block.shape[0], max(n_groups * n_tok, 1)),
-    )
-
-
 def _codes(values: np.ndarray) -> tuple[np.ndarray, int]:
     uniq, inv = np.unique(values, return_inverse=True)
     return inv.ravel().astype(np.int64), len(uniq)
@@ -87,8 +76,10 @@ def build_features(
     Sparse set: ``aid_idx``, the ads' one-hot fields, the pruned user tokens
     (the "raw" set), then one-hot ``aid x single-valued field`` crosses.
     Dense set: single-valued codes, list lengths, ``aid x field`` cross ids,
-    out-of-fold conversion rates of ``group x field`` (group = aid, advertiser,
-    product type), occurrence counts, and leave-self-out user history.
+    occurrence counts, and leave-self-out user history. The conversion rates
+    of ``group x field`` (group = aid, advertiser, product type) are described
+    in ``columns.json`` (``ctr``) and computed by the train stage inside each
+    fold (see :mod:`features.ctr` for why).
 
     Parameters
     ----------
@@ -168,23 +159,6 @@ def build_features(
     uid_counts = KeyCounter().fit_transform(np.r_[train["uid"], test["uid"]][:, None])[:, 0]
     dense["train"]["count_uid"], dense["test"]["count_uid"] = uid_counts[: len(y)], uid_counts[len(y) :]
 
-    # --- out-of-fold conversion rates of group x field
-    for gname, (gcode, n_groups) in groups.items():
-        g = {part: gcode[parts[part]["aid_idx"]] for part in parts}
-        for f, a, b in kept_fields:
-            aggs = ("mean",) if f.kind == "single" else ("mean", "max", "count")
-            enc = SparseTargetEncoder(
-                smoothing=settings["ctr_smoothing"], aggregations=aggs, folds=folds,
-                column_groups=np.repeat(np.arange(n_groups), b - a),
-            )
-            values = {
-                "train": enc.fit_transform(_cross(x_tr[:, a:b].tocsr(), g["train"], n_groups), y),
-                "test": enc.transform(_cross(x_te[:, a:b].tocsr(), g["test"], n_groups)),
-            }
-            for k, agg in enumerate(aggs):
-                for part in parts:
-                    dense[part][f"ctr_{gname}_{f.name}_{agg}"] = values[part][:, k]
-
     # --- leave-self-out history of the user, overall and within the ad's group
     for gname, (gcode, n_groups) in (("all", (np.zeros(n_aids, np.int64), 1)), *groups.items()):
         if gname == "aid":
@@ -204,10 +178,10 @@ def build_features(
     for f, a, b in kept_fields:
         if f.kind != "single":
             continue
-        c_tr = _cross(x_tr[:, a:b].tocsr(), train["aid_idx"], n_aids)
+        c_tr = cross_tokens(x_tr[:, a:b].tocsr(), train["aid_idx"], n_aids)
         keep = np.flatnonzero(np.bincount(c_tr.indices, minlength=c_tr.shape[1]) >= settings["min_df"])
         cross_blocks["train"].append(c_tr[:, keep])
-        cross_blocks["test"].append(_cross(x_te[:, a:b].tocsr(), test["aid_idx"], n_aids)[:, keep])
+        cross_blocks["test"].append(cross_tokens(x_te[:, a:b].tocsr(), test["aid_idx"], n_aids)[:, keep])
         local = [col_names[a + j % (b - a)] for j in keep]
         cross_names += [f"aid{j // (b - a)}_x_{name}" for j, name in zip(keep, local)]
     for part, pairs, xu in (("train", train, x_tr), ("test", test, x_te)):
@@ -217,6 +191,12 @@ def build_features(
         sparse[part] = sp.hstack(raw + cross_blocks[part], format="csr", dtype=np.float32)
     sparse_names = ["aid_idx"] + ad_names + col_names + cross_names
 
+    user_start = 1 + ad_onehot.shape[1]  # the pruned user tokens in the sparse set
+    ctr = CTRSpec(
+        fields=[(f.name, f.kind, user_start + a, user_start + b) for f, a, b in kept_fields],
+        groups={g: codes.tolist() for g, (codes, _) in groups.items()},
+        smoothing=settings["ctr_smoothing"],
+    )
     dense_names = list(dense["train"])
     dense_arr = {part: np.column_stack([dense[part][c] for c in dense_names]).astype(np.float32) for part in parts}
     columns = {
@@ -224,6 +204,7 @@ def build_features(
         "sparse_raw": n_raw,
         "dense": dense_names,
         "categorical": {"sparse": ["aid_idx"], "dense": categorical},
+        "ctr": ctr.to_json(),
         "missing_rate": dict(zip(missing.field_names_, missing.missing_rate_.round(6).tolist())),
         "dropped_fields": missing.dropped_fields_,
     }
@@ -237,7 +218,7 @@ def build_features(
         tmp[4].write_text(json.dumps(columns, indent=1) + "\n")
     final = np.zeros(users.n_cols, dtype=bool)
     final[kept_cols] = True
-    _write_report(report, users, missing, final, sparse["train"].shape, n_raw, dense_names)
+    _write_report(report, users, missing, final, sparse["train"].shape, n_raw, dense_names + ctr.names())
     logger.info(
         "sparse set: %s columns (%s raw); dense set: %d columns; dropped fields: %s",
         f"{sparse['train'].shape[1]:,}", f"{n_raw:,}", len(dense_names),
@@ -280,7 +261,8 @@ def _write_report(
         f"Sparse set: {sparse_shape[1]:,} columns ({n_raw:,} raw one-hot/bag-of-tokens, "
         f"{sparse_shape[1] - n_raw:,} aid x attribute crosses).",
         "",
-        f"Dense set: {len(dense_names)} columns: "
+        f"Dense set: {len(dense_names)} columns, of which the `ctr` ones are computed "
+        "per cross-validation fold by the train stage: "
         + ", ".join(f"{k} ({v})" for k, v in groups.items())
         + ".",
         "",

@@ -18,6 +18,7 @@ def _make(tmp: Path, *targets: str) -> subprocess.CompletedProcess:
     cmd = [
         "make", "-C", str(ROOT), *targets, "SCALE=tiny", f"DATA={tmp / 'raw'}", f"BUILD={tmp / 'build'}",
         f"REPORTS={tmp / 'reports'}", f"SUBMISSIONS={tmp / 'sub'}", f"LOOKALIKE={lookalike}",
+        f"CONFIG={ROOT / 'tests' / 'fast.toml'}",
     ]
     return subprocess.run(cmd, capture_output=True, text=True)
 

@@ -56,3 +56,19 @@ def test_frequency_pruner_matches_column_counts(min_df: int) -> None:
     naive = np.array([sum(1 for v in X.toarray()[:, j] if v != 0) for j in range(X.shape[1])])
     assert np.array_equal(sel.df_, naive)
     assert np.array_equal(sel.get_support(), naive >= min_df)
+
+
+def test_default_threshold_drops_exactly_the_sparse_fields(tiny_raw) -> None:  # noqa: ANN001
+    """On data shaped like the competition's, the configured default keeps every
+    field but interest3/4, kw3, topic3 and the two appId lists."""
+    from pipeline.config import load_config
+    from pipeline.loaders import parse_users
+
+    users = parse_users(tiny_raw / "userFeature.data")
+    threshold = load_config("config/default.toml")["features"]["missing_threshold"]
+    fields = [(f.name, f.offset, f.stop) for f in users.fields]
+    sel = MissingRatePruner(threshold=threshold, fields=fields).fit(users.csr())
+    assert sorted(sel.dropped_fields_) == sorted(
+        ["interest3", "interest4", "kw3", "topic3", "appIdInstall", "appIdAction"]
+    )
+    assert "house" not in sel.dropped_fields_  # 82% absent, but kept

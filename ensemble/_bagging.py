@@ -180,6 +180,10 @@ class BaseLGBMBagging(ClassifierMixin, BaseEstimator):
             "num_threads": self.n_jobs or 0,
             "device_type": self.device_,
             "feature_pre_filter": False,  # with min_data_in_leaf it silently drops rare columns
+            # measured on the small sparse set (61k x 9.3k): 7x faster for the same
+            # AUC than LightGBM's sparse bins (bench/README.md)
+            "is_enable_sparse": False,
+            "force_row_wise": True,
             "verbose": -1,
         }
 

@@ -216,6 +216,20 @@ class BaseLGBMBagging(ClassifierMixin, BaseEstimator):
         perm = rng.permutation(pos)
         return np.sort(perm[n_hold:]), np.sort(perm[:n_hold])
 
+    def _draw_bag(
+        self, pos: np.ndarray, negatives: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray | None, int]:
+        """A bag: the positives (less a held-out share) and ``ratio`` times as many
+        of ``negatives``; early-stopping rows: the held-out positives and negatives
+        not in the bag. Returns (bag rows, stop rows, negatives drawn)."""
+        fit_pos, hold_pos = self._split_positives(pos, rng)
+        n_neg = min(len(negatives), max(1, int(math.ceil(self.ratio * len(fit_pos)))))
+        chosen = rng.choice(len(negatives), n_neg, replace=False)
+        spare = np.ones(len(negatives), dtype=bool)
+        spare[chosen] = False
+        bag = np.sort(np.r_[fit_pos, negatives[chosen]])
+        return bag, _stop_rows(hold_pos, negatives[spare], self.ratio, rng), n_neg
+
     def __sklearn_tags__(self):  # noqa: D105, ANN204
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
@@ -290,13 +304,7 @@ class EasyEnsembleLGBM(BaseLGBMBagging):
         pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
         self.negative_share_ = []
         for b in range(self.n_bags):
-            fit_pos, hold_pos = self._split_positives(pos, rng)
-            n_neg = min(len(neg), max(1, int(math.ceil(self.ratio * len(fit_pos)))))
-            chosen = rng.choice(len(neg), n_neg, replace=False)
-            spare = np.ones(len(neg), dtype=bool)
-            spare[chosen] = False
-            bag = np.sort(np.r_[fit_pos, neg[chosen]])
-            stop = _stop_rows(hold_pos, neg[spare], self.ratio, rng)
+            bag, stop, n_neg = self._draw_bag(pos, neg, rng)
             self.estimators_.append(self._train_bag(X, y, bag, stop, self.random_state + b))
             self.negative_share_.append(n_neg / len(neg))
 
@@ -345,13 +353,7 @@ class BalanceCascadeLGBM(BaseLGBMBagging):
         self.negatives_per_stage_ = []
         for b in range(self.n_bags):
             self.negatives_per_stage_.append(len(in_play))
-            fit_pos, hold_pos = self._split_positives(pos, rng)
-            n_neg = min(len(in_play), max(1, int(math.ceil(self.ratio * len(fit_pos)))))
-            chosen = rng.choice(len(in_play), n_neg, replace=False)
-            spare = np.ones(len(in_play), dtype=bool)
-            spare[chosen] = False
-            bag = np.sort(np.r_[fit_pos, in_play[chosen]])
-            stop = _stop_rows(hold_pos, in_play[spare], self.ratio, rng)
+            bag, stop, _ = self._draw_bag(pos, in_play, rng)
             booster = self._train_bag(X, y, bag, stop, self.random_state + b)
             self.estimators_.append(booster)
             if b == self.n_bags - 1:

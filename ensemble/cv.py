@@ -173,13 +173,18 @@ def combine(
 class _Design:
     """Feature-set matrices per fold; the CTR block is fitted on the fold's training rows."""
 
-    def __init__(self, features: Path, needed: set[str], y: np.ndarray, aid_idx: dict, folds: np.ndarray) -> None:
+    def __init__(
+        self, features: Path, needed: set[str], y: np.ndarray, aid_idx: dict, folds: np.ndarray,
+        categorical_crosses: bool = False,
+    ) -> None:
         columns = json.loads((features / "columns.json").read_text())
         if columns["sparse"][0] != "aid_idx" or columns["dense"][0] != "aid_idx":
             raise LookalikeError(f"{features}: feature sets must start with aid_idx; re-run `make features`")
         self.n_raw = columns["sparse_raw"]
         self.ctr = CTRSpec.from_json(columns["ctr"])
         dense_cat = [columns["dense"].index(c) for c in columns["categorical"]["dense"]]
+        if not categorical_crosses:  # only aid_idx goes to LightGBM's categorical splits
+            dense_cat = [0]
         self.categorical = {"raw": [0], "sparse": [0], "dense": dense_cat, "full": dense_cat}
         self.y, self.aid_idx, self.folds = y, aid_idx, folds
         self.sparse = {p: sp.load_npz(features / f"sparse_{p}.npz").tocsr() for p in ("train", "test")}
@@ -246,7 +251,10 @@ def run_train(
     if not names:
         raise LookalikeError("[train] models is empty")
     specs = dict(zip(names, (_parse_model(n)[1] for n in names)))
-    design = _Design(features, set(specs.values()), y, {"train": train["aid_idx"], "test": test["aid_idx"]}, folds)
+    design = _Design(
+        features, set(specs.values()), y, {"train": train["aid_idx"], "test": test["aid_idx"]}, folds,
+        categorical_crosses=settings["categorical_crosses"],
+    )
     estimators = {n: make_estimator(n, settings, design.categorical[specs[n]]) for n in names}
     results = train_models(estimators, design, specs, y, aid, folds)
     combos = combine(results, y, aid, test["aid"], folds, settings["seed"]) if len(results) > 1 else []

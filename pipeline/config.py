@@ -31,6 +31,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "lambda_l2": 1.0,
         "early_stopping_rounds": 40,
         "validation_fraction": 0.1,
+        "categorical_crosses": False,
     },
 }
 

@@ -194,8 +194,30 @@ def _run_submit(args: argparse.Namespace) -> None:
     write_submission(args.pred, args.test, args.out)
 
 
+def _add_check(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "check-submission",
+        help="validate a submission file against a test file",
+        description="Check the header aid,uid,score, that the rows are the test rows in "
+        "their order, and that every score is a number in [0, 1]. Exit 0 when valid, 1 otherwise.",
+    )
+    p.add_argument("submission", type=Path, help="submission CSV")
+    p.add_argument("test", type=Path, help="test1.csv (or test2.csv)")
+    p.set_defaults(run=_run_check)
+
+
+def _run_check(args: argparse.Namespace) -> None:
+    from pipeline.submit import check_submission
+
+    _require(args.submission, args.test)
+    problems = check_submission(args.submission, args.test)
+    if problems:
+        raise LookalikeError(f"{args.submission} is not a valid submission:\n  " + "\n  ".join(problems))
+    logger.info("%s is a valid submission for %s", args.submission, args.test)
+
+
 _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_synth, _add_load, _add_folds, _add_features, _add_train, _add_submit,
+    _add_synth, _add_load, _add_folds, _add_features, _add_train, _add_submit, _add_check,
 ]
 
 

@@ -1,4 +1,4 @@
-"""The ``submit`` stage: predictions to ``aid,uid,score`` in test-file order."""
+"""The ``submit`` stage and the submission checker."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pandas as pd
 from pipeline.errors import LookalikeError
 from pipeline.io import atomic_path
 from pipeline.loaders import _read_int_csv
-from pipeline.schema import TEST_COLUMNS
+from pipeline.schema import SUBMISSION_COLUMNS, TEST_COLUMNS
 
-__all__ = ["write_submission"]
+__all__ = ["check_submission", "write_submission"]
 
 logger = logging.getLogger(__name__)
 
@@ -21,14 +21,60 @@ logger = logging.getLogger(__name__)
 def write_submission(
     pred: str | os.PathLike[str], test: str | os.PathLike[str], out: str | os.PathLike[str]
 ) -> None:
-    """Write the submission: one row per test row, in its order, 8 decimals."""
+    """Write the submission: one row per test row, in its order, 8 decimals.
+
+    The file is checked with :func:`check_submission` before it replaces ``out``.
+    """
     scores = np.load(pred)
     df = _read_int_csv(test, TEST_COLUMNS)
     if len(scores) != len(df):
         raise LookalikeError(f"{pred} has {len(scores)} scores but {test} has {len(df)} rows")
-    if not np.isfinite(scores).all() or scores.min() < 0 or scores.max() > 1:
-        raise LookalikeError(f"{pred}: scores must be finite and in [0, 1]")
     df["score"] = scores
     with atomic_path(out) as tmp:
         df.to_csv(tmp, index=False, float_format="%.8f")
+        problems = check_submission(tmp, test)
+        if problems:
+            raise LookalikeError("the submission fails its check: " + "; ".join(problems))
     logger.info("wrote %s rows to %s", f"{len(df):,}", out)
+
+
+def check_submission(sub: str | os.PathLike[str], test: str | os.PathLike[str], limit: int = 5) -> list[str]:
+    """Problems of submission ``sub`` against test file ``test`` (empty when valid).
+
+    Checks the header ``aid,uid,score``, that the rows are the test rows in
+    the same order, and that every score is a number in [0, 1]. Each problem
+    names the submission's line (the header is line 1).
+    """
+    with open(sub, encoding="utf-8", errors="replace") as fh:
+        header = fh.readline().strip().lstrip("\ufeff")
+    if header.split(",") != list(SUBMISSION_COLUMNS):
+        return [f"wrong header {header!r}; expected {','.join(SUBMISSION_COLUMNS)!r}"]
+    try:
+        df = pd.read_csv(sub, dtype={"aid": "Int64", "uid": "Int64", "score": "float64"})
+    except (ValueError, pd.errors.ParserError) as exc:
+        return [f"unreadable: {exc}"]
+    test_df = _read_int_csv(test, TEST_COLUMNS)
+    problems: list[str] = []
+    if len(df) != len(test_df):
+        problems.append(f"{len(df):,} rows but the test file has {len(test_df):,}")
+    n = min(len(df), len(test_df))
+    keys = df[["aid", "uid"]].iloc[:n].to_numpy(dtype=np.float64)
+    want = test_df[["aid", "uid"]].iloc[:n].to_numpy(dtype=np.float64)
+    diff = np.flatnonzero((keys != want).any(axis=1))
+    if len(diff):
+        i = int(diff[0])
+        problems.append(
+            f"line {i + 2}: pair ({_fmt(keys[i])}) where the test file has ({_fmt(want[i])}) "
+            f"({len(diff):,} rows differ; rows must be the test rows in the test file's order)"
+        )
+    score = df["score"].to_numpy()
+    for mask, what in ((np.isnan(score), "missing or NaN score"), (~np.isnan(score) & ((score < 0) | (score > 1)), "score outside [0, 1]")):
+        bad = np.flatnonzero(mask)
+        if len(bad):
+            lines = ", ".join(str(int(i) + 2) for i in bad[:limit])
+            problems.append(f"{what} on line(s) {lines}" + (f" and {len(bad) - limit:,} more" if len(bad) > limit else ""))
+    return problems
+
+
+def _fmt(pair: np.ndarray) -> str:
+    return ", ".join("NA" if np.isnan(v) else str(int(v)) for v in pair)

@@ -1,0 +1,64 @@
+"""The submission checker catches every malformed file it is meant to."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline.submit import check_submission
+
+
+@pytest.fixture()
+def files(tmp_path: Path) -> tuple[Path, Path, pd.DataFrame]:
+    test = pd.DataFrame({"aid": [5, 5, 9, 9, 7], "uid": [11, 12, 11, 40, 3]})
+    test.to_csv(tmp_path / "test1.csv", index=False)
+    sub = test.assign(score=[0.1, 0.9, 0.0, 1.0, 0.5])
+    return tmp_path / "test1.csv", tmp_path / "sub.csv", sub
+
+
+def _write(df: pd.DataFrame, path: Path, header: str | None = None) -> Path:
+    text = df.to_csv(index=False)
+    if header is not None:
+        text = header + "\n" + text.split("\n", 1)[1]
+    path.write_text(text)
+    return path
+
+
+def test_a_valid_submission_passes(files) -> None:  # noqa: ANN001
+    test, sub, df = files
+    assert check_submission(_write(df, sub), test) == []
+
+
+@pytest.mark.parametrize(
+    "edit, expect",
+    [
+        (lambda d: d.drop(index=2), "4 rows but the test file has 5"),
+        (lambda d: d.iloc[[1, 0, 2, 3, 4]], "line 2: pair (5, 12) where the test file has (5, 11)"),
+        (lambda d: d.assign(score=[0.1, None, 0.0, 1.0, 0.5]), "missing or NaN score on line(s) 3"),
+        (lambda d: d.assign(score=[0.1, 0.9, 1.5, 1.0, 0.5]), "score outside [0, 1] on line(s) 4"),
+    ],
+)
+def test_each_problem_is_caught_with_its_line(files, edit, expect: str) -> None:  # noqa: ANN001
+    test, sub, df = files
+    problems = check_submission(_write(edit(df), sub), test)
+    assert any(expect in p for p in problems), problems
+
+
+def test_wrong_header(files) -> None:  # noqa: ANN001
+    test, sub, df = files
+    problems = check_submission(_write(df, sub, header="aid,uid,prob"), test)
+    assert problems == ["wrong header 'aid,uid,prob'; expected 'aid,uid,score'"]
+
+
+def test_cli_exit_codes(files) -> None:  # noqa: ANN001
+    test, sub, df = files
+    cmd = [sys.executable, "-m", "pipeline.cli", "-q", "check-submission", str(sub), str(test)]
+    _write(df, sub)
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    _write(df.assign(score=[0.1, 0.9, 2.0, 1.0, 0.5]), sub)
+    bad = subprocess.run(cmd, capture_output=True, text=True)
+    assert bad.returncode == 1 and "score outside [0, 1] on line(s) 4" in bad.stderr

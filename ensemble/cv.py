@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import joblib
 import lightgbm as lgb
 import numpy as np
 import scipy.sparse as sp
@@ -31,6 +30,8 @@ from ensemble.metrics import per_aid_auc
 from features.ctr import CTRSpec, ctr_features
 from features.folds import load_folds
 from pipeline.errors import LookalikeError
+from pipeline.artifact import save_artifact
+from pipeline.config import config_hash
 from pipeline.io import atomic_path
 from pipeline.load import load_pairs_file
 
@@ -266,8 +267,19 @@ def run_train(
             with atomic_path(build / sub / f"{r.name}.npy") as tmp, open(tmp, "wb") as fh:
                 np.save(fh, arr)
         if r.estimators:
-            with atomic_path(build / "models" / f"{r.name}.joblib") as tmp:
-                joblib.dump(r.estimators, tmp)
+            save_artifact(
+                r.estimators,
+                build / "models" / f"{r.name}.joblib",
+                {
+                    "model": r.name,
+                    "feature_set": specs[r.name],
+                    "config": settings,
+                    "config_hash": config_hash(settings),
+                    "oof_mean_aid_auc": per_aid_auc(y, r.oof, aid).mean,
+                    "fold_mean_aid_auc": r.fold_auc,
+                    "features": str(features),
+                },
+            )
     scored = [(per_aid_auc(y, r.oof, aid).mean, i) for i, r in enumerate(results + combos)]
     final = (results + combos)[max(scored)[1]]
     with atomic_path(build / "pred" / "final.npy") as tmp, open(tmp, "wb") as fh:

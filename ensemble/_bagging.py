@@ -126,6 +126,8 @@ class BaseLGBMBagging(ClassifierMixin, BaseEstimator):
         if y_type != "binary":
             raise ValueError(f"Only binary classification is supported. The type of the target is {y_type}.")
         self.classes_, y01 = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(f"{type(self).__name__} needs samples of 2 classes; got one class")
         if self.n_bags < 1 or self.ratio <= 0:
             raise ValueError("n_bags must be >= 1 and ratio > 0")
         self.device_ = resolve_device(self.device)
@@ -150,7 +152,11 @@ class BaseLGBMBagging(ClassifierMixin, BaseEstimator):
     def predict(self, X: _Matrix) -> np.ndarray:
         """Class with the higher averaged probability."""
         check_is_fitted(self, "estimators_")
-        return self.classes_[(self.predict_proba(X)[:, 1] > 0.5).astype(int)]
+        return self.classes_[(self.predict_proba(X)[:, 1] > self._threshold()).astype(int)]
+
+    def _threshold(self) -> float:
+        """Score above which :meth:`predict` says ``classes_[1]``."""
+        return 0.5
 
     # -- for subclasses -----------------------------------------------------
     def _fit_bags(self, X: _Matrix, y: np.ndarray, rng: np.random.Generator) -> None:
@@ -323,22 +329,33 @@ def cascade_keep(scores: np.ndarray, keep_rate: float) -> np.ndarray:
 class BalanceCascadeLGBM(BaseLGBMBagging):
     """BalanceCascade (Liu, Wu & Zhou, 2009), with LightGBM bags.
 
-    Rule: start with every negative. Stage ``t`` trains a bag on the positives
-    and ``ratio`` times as many negatives drawn from those still in play. Then
-    the ensemble of stages ``1..t`` scores the negatives still in play, and
-    only the ``keep_rate`` share it scores highest (the ones it still confuses
-    with positives: its false positives at the threshold that keeps a
-    false-positive rate of ``keep_rate``) stay; the rest, already scored well
-    below that threshold, are dropped. ``keep_rate = (n_bag_neg / n_neg) **
-    (1 / (n_bags - 1))``, so the last stage draws from about as many negatives
-    as it uses. Scores are averaged without the undersampling correction
-    (later bags see a harder, non-random share of negatives), so they rank
-    well but are not calibrated probabilities.
+    Training rule: start with every negative. Stage ``t`` trains a bag on the
+    positives and ``ratio`` times as many negatives drawn from those still in
+    play. The ensemble of stages ``1..t`` (mean probability) then scores the
+    negatives in play; the ``keep_rate`` share it scores highest (its false
+    positives at the threshold ``threshold_t`` that keeps that false-positive
+    rate) stay, the rest, already scored below the threshold, are dropped.
+    ``keep_rate = (n_bag_neg / n_neg) ** (1 / (n_bags - 1))``, so the last stage
+    draws from about as many negatives as it uses.
+
+    Prediction rule, a cascade: stage ``t`` has only seen rows that passed the
+    stages before it (it never saw an easy negative, so on the rows that
+    stage 1 rejects it has no say). A row rejected at stage ``t`` (its ensemble
+    score ``e_t`` below ``threshold_t``) scores ``(t - 1 + e_t) / n_bags``; a row
+    that passes every stage scores ``(n_bags - 1 + e_T) / n_bags``. Deeper rows
+    rank higher; within a depth, the ensemble score orders them. The score is
+    then rescaled monotonically so that 0.5 means "passes every stage with
+    ``e_T = 0.5``", the decision point of :meth:`predict`. (Averaging
+    every stage over every row instead ranked *below chance* on noisy data:
+    0.36 mean per-aid AUC on ``medium``, fold 0.) Scores rank, they are not
+    calibrated probabilities.
 
     Attributes
     ----------
     keep_rate_ : float
         Share of the in-play negatives each stage keeps.
+    thresholds_ : list of float
+        Ensemble score a row needs to pass each stage but the last.
     negatives_per_stage_ : list of int
         Negatives in play when each stage drew its bag.
     """
@@ -351,6 +368,7 @@ class BalanceCascadeLGBM(BaseLGBMBagging):
         score_sum = np.zeros(len(neg))  # ensemble score of every negative, by position in `neg`
         alive = np.arange(len(neg))  # positions (in `neg`) of the negatives in play
         self.negatives_per_stage_ = []
+        self.thresholds_ = []
         for b in range(self.n_bags):
             self.negatives_per_stage_.append(len(in_play))
             bag, stop, _ = self._draw_bag(pos, in_play, rng)
@@ -360,5 +378,32 @@ class BalanceCascadeLGBM(BaseLGBMBagging):
                 break
             score_sum[alive] += booster.predict(X[in_play], num_iteration=booster.best_iteration or None)
             keep = cascade_keep(score_sum[alive], self.keep_rate_)
+            self.thresholds_.append(float(score_sum[alive][keep].min() / (b + 1)))
             alive, in_play = alive[keep], in_play[keep]
         logger.debug("cascade negatives per stage: %s", self.negatives_per_stage_)
+
+    def predict_proba(self, X: _Matrix) -> np.ndarray:
+        """Cascade scores (see the class docstring), as a two-column array."""
+        check_is_fitted(self, "estimators_")
+        X = validate_data(
+            self, X, accept_sparse="csr", ensure_all_finite="allow-nan", reset=False,
+            dtype=(np.float32, np.float64),
+        )
+        n_stages = len(self.estimators_)
+        score = np.zeros(X.shape[0])
+        running = np.zeros(X.shape[0])
+        alive = np.ones(X.shape[0], dtype=bool)
+        for t, booster in enumerate(self.estimators_):
+            running += booster.predict(X, num_iteration=booster.best_iteration or None)
+            e = running / (t + 1)
+            if t < n_stages - 1:
+                rejected = alive & (e < self.thresholds_[t])
+            else:
+                rejected = alive
+            score[rejected] = (t + e[rejected]) / n_stages
+            alive &= ~rejected
+        # monotone rescaling that puts "passes every stage with e_T = 0.5" at 0.5,
+        # so predict (> 0.5) agrees with the argmax of these columns
+        s0 = (n_stages - 0.5) / n_stages
+        score = np.where(score <= s0, 0.5 * score / s0, 0.5 + 0.5 * (score - s0) / (1.0 - s0))
+        return np.column_stack([1.0 - score, score])

@@ -89,3 +89,20 @@ def test_auto_device_falls_back_to_a_working_one() -> None:
     assert resolve_device("auto") in ("cpu", "gpu", "cuda")
     with pytest.raises(ValueError, match="device must be one of"):
         resolve_device("tpu")
+
+
+def test_cascade_scores_are_a_cascade_and_rank_well_on_noisy_data() -> None:
+    X, y = _imbalanced(6000, seed=3)
+    est = BalanceCascadeLGBM(n_bags=4, ratio=1.0, n_estimators=40, min_child_samples=20, n_jobs=1).fit(X, y)
+    p = est.predict_proba(X)[:, 1]
+    s0 = 3.5 / 4  # undo the rescaling that puts the decision point at 0.5
+    s = np.where(p <= 0.5, p / 0.5 * s0, s0 + (p - 0.5) / 0.5 * (1 - s0))
+    assert len(est.thresholds_) == 3
+    depth = np.floor(s * 4 + 1e-9).clip(max=3)
+    # stage-1 score of the rows it rejects is below its threshold; deeper rows score higher
+    first = est.estimators_[0].predict(X)
+    assert (first[depth == 0] < est.thresholds_[0]).all()
+    assert s[depth == 0].max() < s[depth >= 1].min()
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(y, p) > 0.75  # the all-stage average ranked below chance on noisy data

@@ -106,3 +106,13 @@ def test_cascade_scores_are_a_cascade_and_rank_well_on_noisy_data() -> None:
     from sklearn.metrics import roc_auc_score
 
     assert roc_auc_score(y, p) > 0.75  # the all-stage average ranked below chance on noisy data
+
+
+def test_group_column_early_stops_on_the_mean_per_group_auc() -> None:
+    X, y = _imbalanced(4000, seed=5)
+    X = np.column_stack([np.arange(len(y)) % 4, X])  # column 0: the group (an aid)
+    est = ReferenceLGBM(n_estimators=200, early_stopping_rounds=10, min_child_samples=5,
+                        group_column=0, n_jobs=1).fit(X, y)
+    booster = est.estimators_[0]
+    assert "mean_group_auc" in booster.best_score["valid_0"]
+    assert 0 < booster.best_iteration < 200

@@ -14,7 +14,7 @@ from scipy.special import logit, softmax
 from scipy.stats import rankdata
 from sklearn.linear_model import LogisticRegression
 
-from ensemble.metrics import per_aid_auc
+from ensemble.metrics import aid_groups, per_aid_auc
 
 __all__ = ["blend", "fit_blend_weights", "nested_oof", "rank_within_aid", "stack_features", "fit_stacker"]
 
@@ -24,12 +24,8 @@ logger = logging.getLogger(__name__)
 def rank_within_aid(score: np.ndarray, aid: np.ndarray) -> np.ndarray:
     """Rank of each score inside its aid, scaled to (0, 1] (ties share the average)."""
     out = np.empty(len(score))
-    order = np.argsort(aid, kind="stable")
-    aid_sorted = aid[order]
-    bounds = np.flatnonzero(np.r_[True, aid_sorted[1:] != aid_sorted[:-1], True])
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        idx = order[lo:hi]
-        out[idx] = rankdata(score[idx]) / (hi - lo)
+    for _, idx in aid_groups(aid):
+        out[idx] = rankdata(score[idx]) / len(idx)
     return out
 
 

@@ -35,7 +35,7 @@ from pipeline.config import config_hash
 from pipeline.io import atomic_path
 from pipeline.load import load_pairs_file
 
-__all__ = ["CVResult", "FEATURE_SETS", "KINDS", "make_estimator", "run_train", "train_cv"]
+__all__ = ["CVResult", "FEATURE_SETS", "KINDS", "make_estimator", "run_train", "train_models"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,19 +87,6 @@ def make_estimator(name: str, settings: dict[str, Any], categorical: list[int]) 
         device=device,
         random_state=settings["seed"],
     )
-
-
-def train_cv(
-    name: str,
-    estimator: BaseEstimator,
-    X: sp.csr_matrix | np.ndarray,
-    y: np.ndarray,
-    aid: np.ndarray,
-    X_test: sp.csr_matrix | np.ndarray,
-    folds: np.ndarray,
-) -> CVResult:
-    """Fit a clone of ``estimator`` per fold; out-of-fold and fold-averaged test predictions."""
-    return train_models({name: estimator}, lambda fset, fit, held: (X[fit], X[held], X_test), {name: ""}, y, aid, folds)[0]
 
 
 def train_models(

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.stats import rankdata
 
-__all__ = ["AidAUC", "per_aid_auc"]
+__all__ = ["AidAUC", "aid_groups", "per_aid_auc"]
 
 
 @dataclass
@@ -37,6 +37,16 @@ def _auc(y: np.ndarray, s: np.ndarray) -> float:
     return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def aid_groups(aid: np.ndarray):  # noqa: ANN201
+    """Yield ``(aid, row indices)`` for every aid, in increasing aid order."""
+    aid = np.asarray(aid)
+    order = np.argsort(aid, kind="stable")
+    aid_sorted = aid[order]
+    bounds = np.flatnonzero(np.r_[True, aid_sorted[1:] != aid_sorted[:-1], True])
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        yield aid_sorted[lo], order[lo:hi]
+
+
 def per_aid_auc(y: np.ndarray, score: np.ndarray, aid: np.ndarray) -> AidAUC:
     """Mean over aids of the ROC AUC inside each aid.
 
@@ -51,14 +61,9 @@ def per_aid_auc(y: np.ndarray, score: np.ndarray, aid: np.ndarray) -> AidAUC:
     """
     y = np.asarray(y).astype(np.int8)
     score = np.asarray(score, dtype=np.float64)
-    aid = np.asarray(aid)
-    order = np.argsort(aid, kind="stable")
-    aid_sorted = aid[order]
-    bounds = np.flatnonzero(np.r_[True, aid_sorted[1:] != aid_sorted[:-1], True])
     per, skipped = {}, []
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        idx = order[lo:hi]
-        a = int(aid_sorted[lo])
+    for a, idx in aid_groups(aid):
+        a = int(a)
         yy = y[idx]
         if yy.min() == yy.max():
             skipped.append(a)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["NameTable", "name_hash", "remap_sort_rows", "scan_chunk", "mark_seen"]
+__all__ = ["NameTable", "remap_sort_rows", "scan_chunk", "mark_seen"]
 
 _SLOTS = 1024
 _MAX_NAMES = 255
@@ -202,12 +202,6 @@ class NameTable:
                 f"or the file has more than {_MAX_NAMES} fields"
             )
         return int(code)
-
-
-def name_hash(name: str) -> int:
-    """The table's hash of a name (exposed for tests)."""
-    b = np.frombuffer(name.encode("ascii"), dtype=np.uint8)
-    return int(_hash(b, 0, len(b)))
 
 
 def scan_chunk(

@@ -45,6 +45,7 @@ __all__ = [
     "load_ads",
     "load_pairs",
     "load_user_matrix",
+    "read_int_csv",
     "parse_users",
     "save_user_matrix",
 ]
@@ -450,7 +451,7 @@ def load_user_matrix(folder: str | os.PathLike[str], mmap: bool = True) -> UserM
 # ---------------------------------------------------------------------------
 # CSV files: ads and pairs
 # ---------------------------------------------------------------------------
-def _read_int_csv(path: str | os.PathLike[str], columns: tuple[str, ...]) -> pd.DataFrame:
+def read_int_csv(path: str | os.PathLike[str], columns: tuple[str, ...]) -> pd.DataFrame:
     """Read an all-integer CSV with an exact header; errors name file and line."""
     path_s = str(path)
     if os.path.getsize(path) == 0:
@@ -524,7 +525,7 @@ class AdTable:
 
 def load_ads(path: str | os.PathLike[str]) -> AdTable:
     """Read ``adFeature.csv``; a repeated aid is an error."""
-    df = _read_int_csv(path, AD_COLUMNS)
+    df = read_int_csv(path, AD_COLUMNS)
     dup = df["aid"].duplicated()
     if dup.any():
         i = int(np.flatnonzero(dup.to_numpy())[0])
@@ -548,7 +549,7 @@ def load_pairs(
         ``users``) and, for train, ``label`` in {0, 1}.
     """
     path_s = str(path)
-    df = _read_int_csv(path, columns)
+    df = read_int_csv(path, columns)
     aid = df["aid"].to_numpy()
     uid = df["uid"].to_numpy()
     out = {"aid": aid, "uid": uid}

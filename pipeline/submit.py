@@ -10,7 +10,7 @@ import pandas as pd
 
 from pipeline.errors import LookalikeError
 from pipeline.io import atomic_path
-from pipeline.loaders import _read_int_csv
+from pipeline.loaders import read_int_csv
 from pipeline.schema import SUBMISSION_COLUMNS, TEST_COLUMNS
 
 __all__ = ["check_submission", "write_submission"]
@@ -26,7 +26,7 @@ def write_submission(
     The file is checked with :func:`check_submission` before it replaces ``out``.
     """
     scores = np.load(pred)
-    df = _read_int_csv(test, TEST_COLUMNS)
+    df = read_int_csv(test, TEST_COLUMNS)
     if len(scores) != len(df):
         raise LookalikeError(f"{pred} has {len(scores)} scores but {test} has {len(df)} rows")
     df["score"] = scores
@@ -53,7 +53,7 @@ def check_submission(sub: str | os.PathLike[str], test: str | os.PathLike[str], 
         df = pd.read_csv(sub, dtype={"aid": "Int64", "uid": "Int64", "score": "float64"})
     except (ValueError, pd.errors.ParserError) as exc:
         return [f"unreadable: {exc}"]
-    test_df = _read_int_csv(test, TEST_COLUMNS)
+    test_df = read_int_csv(test, TEST_COLUMNS)
     problems: list[str] = []
     if len(df) != len(test_df):
         problems.append(f"{len(df):,} rows but the test file has {len(test_df):,}")

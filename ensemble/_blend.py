@@ -2,6 +2,14 @@
 
 They read only prediction matrices (one column per model: out-of-fold on
 train, fold-averaged on test), never model internals.
+
+Only the order of scores inside an aid counts, so the combiners work on
+within-aid ranks. A rank taken inside the *scored* set would make a pair's
+score depend on the pairs scored with it (and a model reloaded to score a
+few new pairs would disagree with the pipeline). :class:`AidRank` instead
+learns, per aid and model, the distribution of the out-of-fold scores and
+maps a score to its position in it: the same monotone map for every row, so
+combined scores are computed one row at a time.
 """
 
 from __future__ import annotations
@@ -10,67 +18,176 @@ import logging
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import logit, softmax
-from scipy.stats import rankdata
+from scipy.special import expit, logit, softmax
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.linear_model import LogisticRegression
+from sklearn.utils.validation import check_is_fitted
 
 from ensemble.metrics import aid_groups, per_aid_auc
 
-__all__ = ["blend", "fit_blend_weights", "nested_oof", "rank_within_aid", "stack_features", "fit_stacker"]
+__all__ = ["AidRank", "Blend", "Stack", "fit_blend_weights", "make_combiner", "nested_oof"]
 
 logger = logging.getLogger(__name__)
 
 
-def rank_within_aid(score: np.ndarray, aid: np.ndarray) -> np.ndarray:
-    """Rank of each score inside its aid, scaled to (0, 1] (ties share the average)."""
-    out = np.empty(len(score))
-    for _, idx in aid_groups(aid):
-        out[idx] = rankdata(score[idx]) / len(idx)
-    return out
+class AidRank(TransformerMixin, BaseEstimator):
+    """Each score's quantile among the reference scores of its aid and column.
+
+    ``fit`` stores, for every aid and column, ``n_quantiles`` quantiles of the
+    reference scores; ``transform`` interpolates between them (the empirical
+    CDF, smoothed), plus ``1e-6`` times the score, so the map stays strictly
+    increasing beyond the reference range: ranks inside an aid never tie where
+    the scores do not.
+
+    Parameters
+    ----------
+    n_quantiles : int, default=1001
+
+    Attributes
+    ----------
+    aids_ : ndarray
+        The aids seen by ``fit``, sorted.
+    knots_ : list of list of (ndarray, ndarray)
+        Per aid, per column: the distinct quantile values and their levels.
+    """
+
+    def __init__(self, n_quantiles: int = 1001) -> None:
+        self.n_quantiles = n_quantiles
+
+    def fit(self, P: np.ndarray, aid: np.ndarray) -> "AidRank":
+        """Learn the per-aid score distributions of ``P`` (rows x models)."""
+        P = np.asarray(P, dtype=np.float64)
+        levels = np.linspace(0.0, 1.0, self.n_quantiles)
+        self.aids_, self.knots_ = [], []
+        for a, idx in aid_groups(aid):
+            per_col = []
+            for j in range(P.shape[1]):
+                q = np.quantile(P[idx, j], levels)
+                x, inv = np.unique(q, return_inverse=True)
+                lv = np.bincount(inv.ravel(), weights=levels) / np.bincount(inv.ravel())
+                per_col.append((x, lv))
+            self.aids_.append(a)
+            self.knots_.append(per_col)
+        self.aids_ = np.asarray(self.aids_)
+        self.n_features_in_ = P.shape[1]
+        return self
+
+    def transform(self, P: np.ndarray, aid: np.ndarray) -> np.ndarray:
+        """Rank of every score within its aid's reference distribution, in about [0, 1]."""
+        check_is_fitted(self, "knots_")
+        P = np.asarray(P, dtype=np.float64)
+        aid = np.asarray(aid)
+        pos = np.searchsorted(self.aids_, aid)
+        known = (pos < len(self.aids_)) & (self.aids_[np.minimum(pos, len(self.aids_) - 1)] == aid)
+        if not known.all():
+            raise ValueError(f"aids never seen in fit: {np.unique(aid[~known])[:5].tolist()}")
+        out = np.empty_like(P)
+        for a, idx in aid_groups(aid):
+            knots = self.knots_[int(np.searchsorted(self.aids_, a))]
+            for j, (x, lv) in enumerate(knots):
+                out[idx, j] = np.interp(P[idx, j], x, lv) + 1e-6 * P[idx, j]
+        return out
 
 
-def _transform(P: np.ndarray, aid: np.ndarray, method: str) -> np.ndarray:
-    if method == "rank":
-        return np.column_stack([rank_within_aid(P[:, j], aid) for j in range(P.shape[1])])
-    if method == "score":
-        return P
-    raise ValueError(f"unknown blend method {method!r}")
+def _rowdot(Z: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``Z @ w`` computed row by row in a fixed order.
+
+    A BLAS product may sum a row in a different order depending on how many
+    rows it gets, so a pair's score would change (in the last bits) with the
+    chunk it is scored in; a contiguous row sum does not.
+    """
+    return np.ascontiguousarray(np.asarray(Z, dtype=np.float64) * w).sum(axis=1)
 
 
-def fit_blend_weights(
-    P: np.ndarray, y: np.ndarray, aid: np.ndarray, method: str = "rank", max_evals: int = 120
-) -> np.ndarray:
-    """Non-negative weights (summing to 1) that maximise the mean per-aid AUC of ``P @ w``.
+def fit_blend_weights(Z: np.ndarray, y: np.ndarray, aid: np.ndarray, max_evals: int = 120) -> np.ndarray:
+    """Non-negative weights (summing to 1) that maximise the mean per-aid AUC of ``Z @ w``.
 
-    ``method="rank"`` averages ranks within each aid, ``"score"`` the scores.
     Nelder-Mead over softmax parameters, from equal weights.
     """
-    Z = _transform(P, aid, method)
-    m = P.shape[1]
+    m = Z.shape[1]
     if m == 1:
         return np.ones(1)
 
     def loss(theta: np.ndarray) -> float:
-        return -per_aid_auc(y, Z @ softmax(theta), aid).mean
+        return -per_aid_auc(y, _rowdot(Z, softmax(theta)), aid).mean
 
-    res = minimize(loss, np.zeros(m), method="Nelder-Mead", options={"maxfev": max_evals, "xatol": 1e-3})
+    # an explicit simplex: scipy's default steps from zeros are 0.00025, inside ``xatol``,
+    # so the search would stop at once on equal weights
+    simplex = np.vstack([np.zeros(m), 2.0 * np.eye(m)])
+    res = minimize(
+        loss, np.zeros(m), method="Nelder-Mead",
+        options={"maxfev": max_evals, "xatol": 1e-3, "fatol": 1e-6, "initial_simplex": simplex},
+    )
     return softmax(res.x)
 
 
-def blend(P: np.ndarray, aid: np.ndarray, weights: np.ndarray, method: str = "rank") -> np.ndarray:
-    """Weighted average of the (within-aid ranked) predictions."""
-    return _transform(P, aid, method) @ weights
+class Blend(BaseEstimator):
+    """Weighted average of model scores (``method="score"``) or of their within-aid ranks (``"rank"``).
+
+    Attributes
+    ----------
+    weights_ : ndarray
+        Fitted on out-of-fold predictions to maximise the mean per-aid AUC.
+    ranker_ : AidRank or None
+        The within-aid rank map (``method="rank"``).
+    """
+
+    def __init__(self, method: str = "rank") -> None:
+        self.method = method
+
+    def _z(self, P: np.ndarray, aid: np.ndarray) -> np.ndarray:
+        return self.ranker_.transform(P, aid) if self.ranker_ is not None else np.asarray(P, dtype=np.float64)
+
+    def fit(self, P: np.ndarray, y: np.ndarray, aid: np.ndarray) -> "Blend":
+        """Fit the rank map and the weights on out-of-fold predictions ``P``."""
+        if self.method not in ("rank", "score"):
+            raise ValueError(f"unknown blend method {self.method!r}")
+        self.ranker_ = AidRank().fit(P, aid) if self.method == "rank" else None
+        self.weights_ = fit_blend_weights(self._z(P, aid), y, aid)
+        return self
+
+    def predict(self, P: np.ndarray, aid: np.ndarray) -> np.ndarray:
+        """The blended score of each row."""
+        check_is_fitted(self, "weights_")
+        return _rowdot(self._z(P, aid), self.weights_)
 
 
-def stack_features(P: np.ndarray, aid: np.ndarray) -> np.ndarray:
-    """Meta-features: each model's logit and its rank within the aid."""
-    clipped = np.clip(P, 1e-6, 1 - 1e-6)
-    return np.column_stack([logit(clipped), _transform(P, aid, "rank")])
+class Stack(BaseEstimator):
+    """Logistic regression on each model's logit and its within-aid rank.
+
+    Attributes
+    ----------
+    ranker_ : AidRank
+    meta_ : LogisticRegression
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def _features(self, P: np.ndarray, aid: np.ndarray) -> np.ndarray:
+        clipped = np.clip(np.asarray(P, dtype=np.float64), 1e-6, 1 - 1e-6)
+        return np.column_stack([logit(clipped), self.ranker_.transform(P, aid)])
+
+    def fit(self, P: np.ndarray, y: np.ndarray, aid: np.ndarray) -> "Stack":
+        """Fit the rank map and the meta-learner on out-of-fold predictions ``P``."""
+        self.ranker_ = AidRank().fit(P, aid)
+        self.meta_ = LogisticRegression(C=1.0, max_iter=1000, random_state=self.seed).fit(self._features(P, aid), y)
+        return self
+
+    def predict(self, P: np.ndarray, aid: np.ndarray) -> np.ndarray:
+        """The meta-learner's probability of each row."""
+        check_is_fitted(self, "meta_")
+        decision = _rowdot(self._features(P, aid), self.meta_.coef_[0]) + self.meta_.intercept_[0]
+        return expit(decision)  # LogisticRegression.predict_proba, row by row (see _rowdot)
 
 
-def fit_stacker(P: np.ndarray, y: np.ndarray, aid: np.ndarray, seed: int = 0) -> LogisticRegression:
-    """Logistic regression on :func:`stack_features`."""
-    return LogisticRegression(C=1.0, max_iter=1000, random_state=seed).fit(stack_features(P, aid), y)
+def make_combiner(kind: str, seed: int = 0) -> Blend | Stack:
+    """``"blend_rank"``, ``"blend_score"`` or ``"stack"``, unfitted."""
+    if kind == "stack":
+        return Stack(seed=seed)
+    if kind in ("blend_rank", "blend_score"):
+        return Blend(method=kind.removeprefix("blend_"))
+    raise ValueError(f"unknown combiner {kind!r}")
 
 
 def nested_oof(
@@ -78,18 +195,11 @@ def nested_oof(
 ) -> np.ndarray:
     """Honest out-of-fold predictions of a blend or stack.
 
-    For each fold, the weights (``kind`` = ``"blend_rank"``, ``"blend_score"``)
-    or the meta-learner (``"stack"``) are fitted on the other folds' out-of-fold
-    predictions only, then applied to the fold.
+    For each fold, the combiner (rank map, weights or meta-learner) is fitted
+    on the other folds' out-of-fold predictions only, then applied to the fold.
     """
     out = np.empty(len(y))
     for k in np.unique(folds):
         fit, held = folds != k, folds == k
-        if kind == "stack":
-            meta = fit_stacker(P[fit], y[fit], aid[fit], seed)
-            out[held] = meta.predict_proba(stack_features(P[held], aid[held]))[:, 1]
-        else:
-            method = kind.removeprefix("blend_")
-            w = fit_blend_weights(P[fit], y[fit], aid[fit], method)
-            out[held] = blend(P[held], aid[held], w, method)
+        out[held] = make_combiner(kind, seed).fit(P[fit], y[fit], aid[fit]).predict(P[held], aid[held])
     return out

@@ -25,12 +25,13 @@ from sklearn.base import BaseEstimator, clone
 from tqdm.auto import tqdm
 
 from ensemble._bagging import BalanceCascadeLGBM, EasyEnsembleLGBM, ReferenceLGBM
-from ensemble._blend import blend, fit_blend_weights, fit_stacker, nested_oof, stack_features
+from ensemble._blend import make_combiner, nested_oof
+from ensemble.scorer import Scorer, design_matrix
 from ensemble.metrics import per_aid_auc
-from features.ctr import CTRSpec, ctr_features
+from features.ctr import CTRBlock, CTRSpec
 from features.folds import load_folds
 from pipeline.errors import LookalikeError
-from pipeline.artifact import save_artifact
+from pipeline.artifact import load_artifact, save_artifact
 from pipeline.config import config_hash
 from pipeline.io import atomic_path
 from pipeline.load import load_pairs_file
@@ -55,6 +56,7 @@ class CVResult:
     fold_auc: list[float] = field(default_factory=list)
     estimators: list[BaseEstimator] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    combiner: Any = None
 
 
 def _parse_model(name: str) -> tuple[str, str]:
@@ -143,16 +145,16 @@ def combine(
     for kind in COMBINERS:
         t0 = time.perf_counter()
         oof = nested_oof(P, y, aid, folds, kind, seed)
+        combiner = make_combiner(kind, seed).fit(P, y, aid)
+        test = combiner.predict(T, test_aid)
         if kind == "stack":
-            meta = fit_stacker(P, y, aid, seed)
-            test = meta.predict_proba(stack_features(T, test_aid))[:, 1]
-            extra = {"coef": meta.coef_.ravel().round(4).tolist()}
+            extra = {"coef": combiner.meta_.coef_.ravel().round(4).tolist()}
         else:
-            method = kind.removeprefix("blend_")
-            w = fit_blend_weights(P, y, aid, method)
-            test = blend(T, test_aid, w, method)
-            extra = {"weights": dict(zip([r.name for r in results], w.round(4).tolist()))}
-        res = CVResult(kind, oof, test, time.perf_counter() - t0, _fold_scores(oof, y, aid, folds), extra=extra)
+            extra = {"weights": dict(zip([r.name for r in results], combiner.weights_.round(4).tolist()))}
+        res = CVResult(
+            kind, oof, test, time.perf_counter() - t0, _fold_scores(oof, y, aid, folds), extra=extra,
+            combiner=combiner,
+        )
         logger.info("%s: nested out-of-fold mean per-aid AUC %.4f", kind, per_aid_auc(y, oof, aid).mean)
         out.append(res)
     return out
@@ -180,35 +182,42 @@ class _Design:
         if needed & {"dense", "full"}:
             self.dense = {p: np.load(features / f"dense_{p}.npy") for p in ("train", "test")}
         self._ctr_fold: tuple | None = None
-
-    def _base(self, fset: str, part: str):  # noqa: ANN202
-        if fset == "raw":
-            return self.sparse[part][:, : self.n_raw]
-        if fset == "sparse":
-            return self.sparse[part]
-        if fset == "dense":
-            return self.dense[part]
-        return sp.hstack([sp.csr_matrix(self.dense[part]), self.sparse[part]], format="csr")
+        self.ctr_blocks: list[CTRBlock] = []  # the fitted CTR block of each fold, in fold order
 
     def _ctr_block(self, fit: np.ndarray, held: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         key = (len(fit), int(fit[:1].sum()), int(held[:1].sum()))
         if self._ctr_fold is None or self._ctr_fold[0] != key:
-            tr = self.sparse["train"]
-            f_fit, (f_held, f_test) = ctr_features(
-                self.ctr, tr[fit], self.aid_idx["train"][fit], self.y[fit], self.folds[fit],
-                [(tr[held], self.aid_idx["train"][held]), (self.sparse["test"], self.aid_idx["test"])],
-            )
-            self._ctr_fold = (key, f_fit.astype(np.float32), f_held.astype(np.float32), f_test.astype(np.float32))
+            tr, aid = self.sparse["train"], self.aid_idx["train"]
+            block = CTRBlock(self.ctr)
+            f_fit = block.fit_transform(tr[fit], aid[fit], self.y[fit], self.folds[fit])
+            f_held = block.transform(tr[held], aid[held])
+            f_test = block.transform(self.sparse["test"], self.aid_idx["test"])
+            self.ctr_blocks.append(block)
+            self._ctr_fold = (key, f_fit, f_held, f_test)
         return self._ctr_fold[1:]
 
     def __call__(self, fset: str, fit: np.ndarray, held: np.ndarray):  # noqa: ANN204
-        base_tr, base_te = self._base(fset, "train"), self._base(fset, "test")
-        parts = [base_tr[fit], base_tr[held], base_te]
+        tr, te = self.sparse["train"], self.sparse["test"]
+        dense = self.dense or {"train": None, "test": None}
+        ctr: tuple = (None, None, None)
         if fset in ("dense", "full"):
             ctr = self._ctr_block(fit, held)
-            stack = np.hstack if fset == "dense" else (lambda xs: sp.hstack([xs[0], sp.csr_matrix(xs[1])], format="csr"))
-            parts = [stack([p, c]) for p, c in zip(parts, ctr)]
-        return tuple(parts)
+        return (
+            design_matrix(fset, tr[fit], None if dense["train"] is None else dense["train"][fit], ctr[0], self.n_raw),
+            design_matrix(fset, tr[held], None if dense["train"] is None else dense["train"][held], ctr[1], self.n_raw),
+            design_matrix(fset, te, dense["test"], ctr[2], self.n_raw),
+        )
+
+
+def _choose_final(results: list[CVResult], wanted: str, y: np.ndarray, aid: np.ndarray) -> CVResult:
+    """The result named ``wanted``, or with ``"auto"`` the best by out-of-fold score."""
+    if wanted == "auto":
+        scored = [(per_aid_auc(y, r.oof, aid).mean, i) for i, r in enumerate(results)]
+        return results[max(scored)[1]]
+    for r in results:
+        if r.name == wanted:
+            return r
+    raise LookalikeError(f"[train] final = {wanted!r} is none of: auto, {', '.join(r.name for r in results)}")
 
 
 def run_train(
@@ -239,6 +248,9 @@ def run_train(
     if not names:
         raise LookalikeError("[train] models is empty")
     specs = dict(zip(names, (_parse_model(n)[1] for n in names)))
+    allowed = ["auto", *names, *(COMBINERS if len(names) > 1 else ())]
+    if settings["final"] not in allowed:
+        raise LookalikeError(f"[train] final = {settings['final']!r} is none of: {', '.join(allowed)}")
     design = _Design(
         features, set(specs.values()), y, {"train": train["aid_idx"], "test": test["aid_idx"]}, folds,
         categorical_crosses=settings["categorical_crosses"],
@@ -267,9 +279,29 @@ def run_train(
                     "features": str(features),
                 },
             )
-    scored = [(per_aid_auc(y, r.oof, aid).mean, i) for i, r in enumerate(results + combos)]
-    final = (results + combos)[max(scored)[1]]
+    final = _choose_final(results + combos, settings["final"], y, aid)
     with atomic_path(build / "pred" / "final.npy") as tmp, open(tmp, "wb") as fh:
         np.save(fh, np.clip(final.test, 0.0, 1.0))
     logger.info("submitting %s", final.name)
+    scorer = Scorer(
+        featurizer=load_artifact(features / "featurizer.joblib"),
+        ctr_blocks=design.ctr_blocks,
+        models={r.name: (specs[r.name], r.estimators) for r in results},
+        final=final.name,
+        combiner=final.combiner,
+    )
+    save_artifact(
+        scorer, build / "models" / "scorer.joblib",
+        {
+            "model": "scorer",
+            "final": final.name,
+            "config": settings,
+            "config_hash": config_hash(settings),
+            "oof_mean_aid_auc": per_aid_auc(y, final.oof, aid).mean,
+            "sparse_columns": len(scorer.featurizer.sparse_names_),
+            "dense_columns": len(scorer.featurizer.dense_names_),
+            "user_vocabulary": {f.name: f.size for f in scorer.featurizer.fields_},
+            "features": str(features),
+        },
+    )
     write_report(report, results + combos, final.name, y, aid, test, truth)

@@ -22,7 +22,7 @@ import scipy.sparse as sp
 
 from features._ctr import SparseTargetEncoder
 
-__all__ = ["CTRSpec", "ctr_features", "cross_tokens"]
+__all__ = ["CTRBlock", "CTRSpec", "cross_tokens"]
 
 
 def cross_tokens(block: sp.csr_matrix, group: np.ndarray, n_groups: int) -> sp.csr_matrix:
@@ -74,48 +74,67 @@ class CTRSpec:
         return out
 
 
-def ctr_features(
-    spec: CTRSpec,
-    tokens_fit: sp.csr_matrix,
-    aid_fit: np.ndarray,
-    y_fit: np.ndarray,
-    folds_fit: np.ndarray,
-    apply: list[tuple[sp.csr_matrix, np.ndarray]],
-) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Cross-fitted statistics of the fitting rows, and full-fit ones of other rows.
+class CTRBlock:
+    """The conversion-rate columns of :class:`CTRSpec`, fitted on one set of rows.
+
+    ``fit_transform`` returns the fitting rows' statistics cross-fitted over
+    their folds; ``transform`` encodes any other rows (a held-out fold, the
+    test rows, new pairs) with the statistics of all fitting rows, one row at a
+    time: the result of a row does not depend on the rows scored with it.
 
     Parameters
     ----------
     spec : CTRSpec
-    tokens_fit : csr_matrix
-        Sparse-set rows the encoders learn from.
-    aid_fit : ndarray of int
-        ``aid_idx`` of those rows.
-    y_fit : ndarray of {0, 1}
-    folds_fit : ndarray of int
-        Their folds (the project's fold file, restricted to these rows).
-    apply : list of (csr_matrix, aid_idx)
-        Other row sets (the held-out fold, the test rows) to encode with the
-        statistics of all fitting rows.
 
-    Returns
-    -------
-    (ndarray, list of ndarray)
-        Features of the fitting rows (out of fold) and of each ``apply`` set,
-        with the columns of :meth:`CTRSpec.names`.
+    Attributes
+    ----------
+    encoders_ : list of SparseTargetEncoder
+        One per ``group x field``, in the order of :meth:`CTRSpec.names`.
     """
-    fit_cols: list[np.ndarray] = []
-    apply_cols: list[list[np.ndarray]] = [[] for _ in apply]
-    for codes in spec.groups.values():
-        gcode = np.asarray(codes, dtype=np.int64)
-        n_groups = int(gcode.max()) + 1
-        for _, kind, start, stop in spec.fields:
+
+    def __init__(self, spec: CTRSpec) -> None:
+        self.spec = spec
+
+    def _blocks(self) -> list[tuple[np.ndarray, int, str, int, int]]:
+        out = []
+        for codes in self.spec.groups.values():
+            gcode = np.asarray(codes, dtype=np.int64)
+            for _, kind, start, stop in self.spec.fields:
+                out.append((gcode, int(gcode.max()) + 1, kind, start, stop))
+        return out
+
+    def fit_transform(
+        self, tokens: sp.csr_matrix, aid_idx: np.ndarray, y: np.ndarray, folds: np.ndarray
+    ) -> np.ndarray:
+        """Fit on these rows; return their out-of-fold statistics (float32).
+
+        Parameters
+        ----------
+        tokens : csr_matrix
+            Sparse-set rows.
+        aid_idx : ndarray of int
+            ``aid_idx`` of each row.
+        y : ndarray of {0, 1}
+        folds : ndarray of int
+            Fold of each row (the project's fold file, restricted to them).
+        """
+        self.encoders_: list[SparseTargetEncoder] = []
+        cols = []
+        for gcode, n_groups, kind, start, stop in self._blocks():
             aggs = ("mean",) if kind == "single" else ("mean", "max", "count")
             enc = SparseTargetEncoder(
-                smoothing=spec.smoothing, aggregations=aggs, folds=folds_fit,
+                smoothing=self.spec.smoothing, aggregations=aggs, folds=folds,
                 column_groups=np.repeat(np.arange(n_groups), stop - start),
             )
-            fit_cols.append(enc.fit_transform(cross_tokens(tokens_fit[:, start:stop].tocsr(), gcode[aid_fit], n_groups), y_fit))
-            for out, (tokens, aid) in zip(apply_cols, apply):
-                out.append(enc.transform(cross_tokens(tokens[:, start:stop].tocsr(), gcode[aid], n_groups)))
-    return np.hstack(fit_cols), [np.hstack(cols) for cols in apply_cols]
+            cols.append(enc.fit_transform(cross_tokens(tokens[:, start:stop].tocsr(), gcode[aid_idx], n_groups), y))
+            enc.folds = None  # the fold ids of the fitting rows are not needed to transform
+            self.encoders_.append(enc)
+        return np.hstack(cols).astype(np.float32)
+
+    def transform(self, tokens: sp.csr_matrix, aid_idx: np.ndarray) -> np.ndarray:
+        """Statistics of other rows from all fitting rows (float32)."""
+        cols = [
+            enc.transform(cross_tokens(tokens[:, start:stop].tocsr(), gcode[aid_idx], n_groups))
+            for enc, (gcode, n_groups, _, start, stop) in zip(self.encoders_, self._blocks())
+        ]
+        return np.hstack(cols).astype(np.float32)

@@ -216,8 +216,40 @@ def _run_check(args: argparse.Namespace) -> None:
     logger.info("%s is a valid submission for %s", args.submission, args.test)
 
 
+def _add_score(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "score",
+        help="score new (aid, uid) pairs with a saved model",
+        description="Reload the scoring pipeline saved by `make train` (models/scorer.joblib; its "
+        "manifest's SHA-256 and library versions are checked before unpickling) and write "
+        "aid,uid,score for every pair, in the pairs file's order. Pairs are featurised and "
+        "scored in chunks. Scoring test1.csv reproduces the pipeline's submission exactly.",
+    )
+    p.add_argument("--model", required=True, type=Path, help="models/scorer.joblib")
+    p.add_argument("--pairs", required=True, type=Path, help="CSV with header aid,uid (or aid,uid,label)")
+    p.add_argument("--users", required=True, type=Path, help="userFeature.data with every uid of the pairs")
+    p.add_argument("--out", required=True, type=Path, help="output CSV aid,uid,score")
+    p.add_argument("--missing", choices=("error", "skip"), default="error",
+        help="pairs with an aid the model never saw or a uid not in --users: fail, listing the "
+        "first few (default), or leave them out and list them in OUT.skipped.csv")
+    p.add_argument("--chunk-rows", type=_positive_int, default=200_000, help="pairs scored at a time")
+    p.add_argument("--trust", action="store_true",
+        help="load a model written with other library versions (the checksum is always checked)")
+    p.set_defaults(run=_run_score)
+
+
+def _run_score(args: argparse.Namespace) -> None:
+    from pipeline.score import score_pairs
+
+    _require(args.model, args.pairs, args.users)
+    score_pairs(
+        args.model, args.pairs, args.users, args.out, missing=args.missing,
+        chunk_rows=args.chunk_rows, trust_versions=args.trust,
+    )
+
+
 _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_synth, _add_load, _add_folds, _add_features, _add_train, _add_submit, _add_check,
+    _add_synth, _add_load, _add_folds, _add_features, _add_train, _add_submit, _add_check, _add_score,
 ]
 
 
@@ -226,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="lookalike",
         description="Lookalike pipeline for the Tencent 2018 competition format. "
-        "Stages: synth -> load -> folds -> features -> train -> submit.",
+        "Stages: synth -> load -> folds -> features -> train -> submit; score reloads a model.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")

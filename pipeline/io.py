@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_path", "atomic_paths", "open_binary", "write_json"]
+__all__ = ["CSRChunkWriter", "atomic_path", "atomic_paths", "open_binary", "write_json"]
 
 
 def _tmp_for(path: Path) -> Path:
@@ -83,3 +83,76 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, np.ndarray):
         return o.tolist()
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+class CSRChunkWriter:
+    """Write a CSR matrix, given as row chunks, to a ``.npz`` that ``scipy.sparse.load_npz`` reads.
+
+    The chunks are never concatenated in memory: their ``data`` and
+    ``indices`` go to two scratch files beside ``path`` as they come, and
+    :meth:`close` streams them into the (uncompressed) archive. Peak memory is
+    one chunk plus ``indptr``.
+
+    Parameters
+    ----------
+    path : path
+        The ``.npz`` to write (usually a temporary of :func:`atomic_paths`).
+    n_cols : int
+        Columns of every chunk.
+    dtype : numpy dtype, default=float32
+        Dtype of the stored values.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], n_cols: int, dtype: Any = None) -> None:
+        import numpy as np
+
+        self.path = Path(path)
+        self.n_cols = int(n_cols)
+        self.dtype = np.dtype(dtype or np.float32)
+        self._scratch = {k: self.path.with_name(f".{self.path.name}.{k}") for k in ("data", "indices")}
+        self._fh = {k: open(p, "wb") for k, p in self._scratch.items()}
+        self._row_nnz: list[Any] = []
+
+    def append(self, chunk: Any) -> None:
+        """Add the rows of a CSR ``chunk``."""
+        import numpy as np
+        import scipy.sparse as sp
+
+        chunk = sp.csr_matrix(chunk)
+        if chunk.shape[1] != self.n_cols:
+            raise ValueError(f"chunk has {chunk.shape[1]} columns, expected {self.n_cols}")
+        chunk.sort_indices()
+        self._fh["data"].write(np.ascontiguousarray(chunk.data, dtype=self.dtype).tobytes())
+        self._fh["indices"].write(np.ascontiguousarray(chunk.indices, dtype=np.int32).tobytes())
+        self._row_nnz.append(np.diff(chunk.indptr))
+
+    def close(self) -> tuple[int, int]:
+        """Write the archive, remove the scratch files; returns the shape."""
+        import zipfile
+
+        import numpy as np
+
+        for fh in self._fh.values():
+            fh.close()
+        row_nnz = np.concatenate(self._row_nnz) if self._row_nnz else np.zeros(0, np.int64)
+        indptr = np.r_[0, np.cumsum(row_nnz, dtype=np.int64)]
+        if indptr[-1] <= np.iinfo(np.int32).max:
+            indptr = indptr.astype(np.int32)
+        shape = (len(row_nnz), self.n_cols)
+        nnz = int(indptr[-1])
+        small = {"format": np.array(b"csr"), "shape": np.array(shape), "indptr": indptr}
+        try:
+            with zipfile.ZipFile(self.path, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+                for name, arr in small.items():
+                    with zf.open(f"{name}.npy", "w", force_zip64=True) as out:
+                        np.lib.format.write_array(out, arr, allow_pickle=False)
+                for name, dtype in (("data", self.dtype), ("indices", np.dtype(np.int32))):
+                    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (nnz,)}
+                    with zf.open(f"{name}.npy", "w", force_zip64=True) as out:
+                        np.lib.format.write_array_header_2_0(out, header)
+                        with open(self._scratch[name], "rb") as src:
+                            shutil.copyfileobj(src, out, 16 << 20)
+        finally:
+            for scratch in self._scratch.values():
+                scratch.unlink(missing_ok=True)
+        return shape

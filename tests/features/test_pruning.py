@@ -72,3 +72,28 @@ def test_default_threshold_drops_exactly_the_sparse_fields(tiny_raw) -> None:  #
         ["interest3", "interest4", "kw3", "topic3", "appIdInstall", "appIdAction"]
     )
     assert "house" not in sel.dropped_fields_  # 82% absent, but kept
+
+
+@pytest.mark.parametrize("pruner", [
+    MissingRatePruner(threshold=0.5, fields=[("a", 0, 4), ("b", 4, 6), ("c", 6, 9), ("d", 9, 12)]),
+    FrequencyPruner(min_df=6),
+])
+def test_weights_and_batches_equal_fitting_the_repeated_rows(pruner) -> None:  # noqa: ANN001
+    """Distinct users weighted by their pair counts, fed in batches, give the
+    same statistics as the pair-level matrix (how the features stage fits)."""
+    from sklearn.base import clone
+
+    rng = np.random.default_rng(3)
+    X = _random_sparse(rng, n=40)
+    w = rng.integers(0, 4, size=40)
+    repeated = clone(pruner).fit(X[np.repeat(np.arange(40), w)])
+    batched = clone(pruner)
+    for a in range(0, 40, 15):
+        batched.partial_fit(X[a : a + 15], sample_weight=w[a : a + 15])
+    weighted = clone(pruner).fit(X, sample_weight=w)
+    attr = "missing_rate_" if isinstance(pruner, MissingRatePruner) else "df_"
+    for est in (batched, weighted):
+        assert np.allclose(getattr(est, attr), getattr(repeated, attr))
+        assert np.array_equal(est.get_support(), repeated.get_support())
+    assert weighted.fit(X).get_support().shape == (12,)  # refit forgets earlier batches
+    assert np.allclose(getattr(weighted, attr), getattr(clone(pruner).fit(X), attr))

@@ -1,0 +1,129 @@
+"""Reloading the saved scoring pipeline: exact round trip, new users, missing pairs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.artifact import load_artifact
+from pipeline.errors import InputFormatError
+from pipeline.load import load_pairs_file
+from pipeline.loaders import load_user_matrix
+from pipeline.score import score_pairs, skipped_path
+
+ROOT = Path(__file__).resolve().parents[2]
+LOOKALIKE = Path(sys.executable).parent / "lookalike"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny pipeline run whose submitted prediction is the stack (every model feeds it)."""
+    tmp = tmp_path_factory.mktemp("trained")
+    config = tmp / "config.toml"
+    text = (ROOT / "tests" / "fast.toml").read_text().replace("[features]\n", "[features]\nchunk_rows = 97\n")
+    config.write_text(text + 'final = "stack"\n')
+    res = subprocess.run(
+        ["make", "-C", str(ROOT), "submit", "SCALE=tiny", f"DATA={tmp / 'raw'}", f"BUILD={tmp / 'build'}",
+         f"REPORTS={tmp / 'reports'}", f"SUBMISSIONS={tmp / 'sub'}", f"LOOKALIKE={LOOKALIKE}", f"CONFIG={config}"],
+        capture_output=True, text=True,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    return tmp
+
+
+def test_score_command_reproduces_the_submission_byte_for_byte(trained: Path) -> None:
+    out = trained / "scores.csv"
+    res = subprocess.run(
+        [str(LOOKALIKE), "score", "--model", str(trained / "build/models/scorer.joblib"),
+         "--pairs", str(trained / "raw/test1.csv"), "--users", str(trained / "raw/userFeature.data"),
+         "--out", str(out), "--chunk-rows", "50"],
+        capture_output=True, text=True,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert out.read_bytes() == (trained / "sub/submission.csv").read_bytes()
+
+
+@pytest.mark.parametrize("chunk", [592, 37, 1])
+def test_reloaded_scorer_equals_the_pipeline_predictions_exactly(trained: Path, chunk: int) -> None:
+    build = trained / "build"
+    scorer = load_artifact(build / "models/scorer.joblib")
+    assert scorer.final == "stack" and scorer.combiner is not None and len(scorer.models) == 5
+    users = load_user_matrix(build / "interim/users")
+    test = load_pairs_file(build / "interim/pairs.npz", "test")
+    rows = np.arange(len(test["aid"]))[: 40 if chunk == 1 else None]  # chunks of one row: a prefix suffices
+    out = np.concatenate([
+        scorer.predict(scorer.aid_index(test["aid"][s]), test["uid"][s], users.csr(test["user_row"][s]))
+        for s in (rows[i : i + chunk] for i in range(0, len(rows), chunk))
+    ])
+    assert np.array_equal(out, np.load(build / "pred/final.npy")[rows])
+
+
+def _user_lines(path: Path) -> dict[int, str]:
+    lines = path.read_text().splitlines()
+    return {int(line.split("|")[0].split()[1]): line for line in lines}
+
+
+def test_new_users_file_in_another_order_with_unseen_ids(trained: Path, tmp_path: Path) -> None:
+    """Only the pairs' users are needed, in any order; unseen ids are ignored; a new user is scored."""
+    raw = trained / "raw"
+    test = pd.read_csv(raw / "test1.csv").iloc[::3].iloc[::-1]  # a subset, reordered
+    lines = _user_lines(raw / "userFeature.data")
+    kept = [lines[u] for u in sorted(set(test["uid"]), reverse=True)]
+    groups = kept[0].split("|")
+    multi = next(i for i, g in enumerate(groups) if g.split()[0] in ("interest1", "interest2", "kw1", "kw2", "ct"))
+    groups[multi] += " 987654321"  # an id no training user had
+    kept[0] = "|".join(groups)
+    new_uid = max(lines) + 1
+    kept.append(f"uid {new_uid}|age 3|gender 1|interest1 1 2 3|ct 1|os 2|carrier 1|LBS 7")
+    (tmp_path / "users.data").write_text("\n".join(kept) + "\n")
+    pairs = pd.concat([test, pd.DataFrame({"aid": [test["aid"].iloc[0]], "uid": [new_uid]})])
+    pairs.to_csv(tmp_path / "pairs.csv", index=False)
+    res = score_pairs(trained / "build/models/scorer.joblib", tmp_path / "pairs.csv", tmp_path / "users.data",
+                      tmp_path / "scores.csv", chunk_rows=64)
+    assert res == {"scored": len(pairs), "skipped": 0}
+    got = pd.read_csv(tmp_path / "scores.csv")
+    assert got[["aid", "uid"]].equals(pairs.reset_index(drop=True))
+    sub = pd.read_csv(trained / "sub/submission.csv").set_index(["aid", "uid"])["score"]
+    expect = sub.loc[list(zip(test["aid"], test["uid"]))].to_numpy()
+    assert np.array_equal(got["score"].to_numpy()[: len(test)], expect)
+    assert 0.0 <= got["score"].iloc[-1] <= 1.0
+
+
+def test_missing_pairs_are_an_error_or_listed_in_a_side_file(trained: Path, tmp_path: Path) -> None:
+    raw = trained / "raw"
+    test = pd.read_csv(raw / "test1.csv").head(20).copy()
+    test.loc[3, "aid"] = 999_999  # never seen by the model
+    test.loc[7, "uid"] = 123_456_789  # not in the users file
+    test.to_csv(tmp_path / "pairs.csv", index=False)
+    args = (trained / "build/models/scorer.joblib", tmp_path / "pairs.csv", raw / "userFeature.data")
+    with pytest.raises(InputFormatError, match=r"line 5: aid 999999.*line 9: aid .*uid 123456789.*--missing=skip"):
+        score_pairs(*args, tmp_path / "a.csv")
+    assert not (tmp_path / "a.csv").exists()
+    res = score_pairs(*args, tmp_path / "b.csv", missing="skip")
+    assert res == {"scored": 18, "skipped": 2}
+    out = pd.read_csv(tmp_path / "b.csv")
+    assert out[["aid", "uid"]].equals(test.drop(index=[3, 7]).reset_index(drop=True))
+    side = pd.read_csv(skipped_path(tmp_path / "b.csv"))
+    assert side["line"].tolist() == [5, 9]
+    assert side["reason"].tolist() == ["aid not in the model", "uid not in userFeature.data"]
+
+
+def test_score_command_refuses_a_tampered_model(trained: Path, tmp_path: Path) -> None:
+    model = tmp_path / "scorer.joblib"
+    data = bytearray((trained / "build/models/scorer.joblib").read_bytes())
+    data[len(data) // 2] ^= 1
+    model.write_bytes(bytes(data))
+    (tmp_path / "scorer.json").write_text((trained / "build/models/scorer.json").read_text())
+    res = subprocess.run(
+        [str(LOOKALIKE), "score", "--model", str(model), "--pairs", str(trained / "raw/test1.csv"),
+         "--users", str(trained / "raw/userFeature.data"), "--out", str(tmp_path / "s.csv")],
+        capture_output=True, text=True,
+    )
+    assert res.returncode == 1
+    assert "does not match its manifest" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "s.csv").exists()

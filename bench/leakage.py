@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ensemble.cv import _Design, make_estimator, train_models, _parse_model
+from ensemble.cv import TrainJob, train_models
 from ensemble.metrics import per_aid_auc
 from features.build import build_features
 from pipeline.config import load_config
@@ -48,12 +48,9 @@ def main() -> None:
     cfg = load_config(None)
     build_features(args.work / "interim", args.folds, args.work / "features", args.work / "features.md", cfg["features"])
     train = load_pairs_file(args.work / "interim" / "pairs.npz", "train")
-    test = load_pairs_file(args.work / "interim" / "pairs.npz", "test")
-    folds = np.load(args.folds)
-    fset = _parse_model(args.model)[1]
-    design = _Design(args.work / "features", {fset}, train["label"], {"train": train["aid_idx"], "test": test["aid_idx"]}, folds)
-    est = make_estimator(args.model, cfg["train"], design.categorical[fset])
-    (r,) = train_models({args.model: est}, design, {args.model: fset}, train["label"], train["aid"], folds)
+    job = TrainJob(str(args.work / "features"), str(args.work / "interim"), str(args.folds),
+                   {**cfg["train"], "models": [args.model]})
+    (r,), _ = train_models(job)
     res = per_aid_auc(train["label"], r.oof, train["aid"])
     print(json.dumps({"model": args.model, "mode": args.mode, "rows": len(y), "oof_mean_aid_auc": round(res.mean, 4),
                       "fold_auc": [round(v, 4) for v in r.fold_auc]}))

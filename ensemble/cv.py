@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ from pipeline.config import config_hash
 from pipeline.io import atomic_path
 from pipeline.load import load_pairs_file
 
-__all__ = ["CVResult", "FEATURE_SETS", "KINDS", "make_estimator", "run_train", "train_models"]
+__all__ = ["CVResult", "FEATURE_SETS", "FoldOutput", "KINDS", "TrainJob", "fold_task", "make_estimator", "run_train", "train_models"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,48 +88,127 @@ def make_estimator(name: str, settings: dict[str, Any], categorical: list[int]) 
         categorical_feature=categorical,
         group_column=None,
         device=device,
+        n_jobs=settings["n_jobs"] or None,
         random_state=settings["seed"],
     )
 
 
-def train_models(
-    estimators: dict[str, BaseEstimator],
-    design,  # noqa: ANN001  (feature set, fit rows, held rows) -> (X_fit, X_held, X_test)
-    feature_set: dict[str, str],
-    y: np.ndarray,
-    aid: np.ndarray,
-    folds: np.ndarray,
-) -> list[CVResult]:
-    """Cross-validate several models, fold by fold (each fold's design is built once).
+@dataclass
+class TrainJob:
+    """What a fold task needs: paths of the shared files and the ``[train]`` settings.
 
-    ``design(fset, fit, held)`` returns the matrices of a feature set for the
-    fold's training rows, held-out rows and the test rows; it may fit
-    label-dependent features on the training rows only.
+    Only this small object travels to a Dask worker; each worker reads the
+    feature, pair and fold files itself (see :mod:`ensemble._dask`).
     """
+
+    features: str
+    interim: str
+    folds: str
+    settings: dict[str, Any]
+
+    def needed_sets(self) -> set[str]:
+        """Feature sets of the configured models."""
+        return {_parse_model(n)[1] for n in self.settings["models"]}
+
+
+@dataclass
+class FoldOutput:
+    """One model trained on one fold."""
+
+    name: str
+    fold: int
+    oof: np.ndarray
+    test: np.ndarray
+    estimator: BaseEstimator
+    seconds: float
+    ctr: CTRBlock | None
+    peak_rss_mb: float = 0.0  # of the process that ran the task (a Dask worker's own peak)
+
+
+_DESIGNS: dict[tuple, "_Design"] = {}  # one design per process (a Dask worker keeps its own)
+
+
+def _design_for(job: TrainJob) -> "_Design":
+    paths = (job.features, job.interim, job.folds)
+    key = (*paths, *(Path(p).stat().st_mtime_ns for p in paths), tuple(sorted(job.needed_sets())),
+           job.settings["categorical_crosses"])
+    if key not in _DESIGNS:
+        _DESIGNS.clear()
+        train = load_pairs_file(Path(job.interim) / "pairs.npz", "train")
+        test = load_pairs_file(Path(job.interim) / "pairs.npz", "test")
+        folds = load_folds(job.folds, len(train["aid"]))
+        _DESIGNS[key] = _Design(
+            Path(job.features), job.needed_sets(), train["label"].astype(np.int8),
+            {"train": train["aid_idx"], "test": test["aid_idx"]}, folds,
+            categorical_crosses=job.settings["categorical_crosses"],
+        )
+    return _DESIGNS[key]
+
+
+def fold_task(job: TrainJob, name: str, k: int) -> FoldOutput:
+    """Train model ``name`` on every fold but ``k``; predict fold ``k`` and the test rows.
+
+    Deterministic for fixed settings (and LightGBM thread count), wherever it
+    runs: the local loop and Dask workers call this same function.
+    """
+    design = _design_for(job)
+    fset = _parse_model(name)[1]
+    fit, held = np.flatnonzero(design.folds != k), np.flatnonzero(design.folds == k)
+    X_fit, X_held, X_test = design(fset, fit, held)
+    t0 = time.perf_counter()
+    est = make_estimator(name, job.settings, design.categorical[fset]).fit(X_fit, design.y[fit])
+    oof = est.predict_proba(X_held)[:, 1]
+    test = est.predict_proba(X_test)[:, 1]
+    ctr = design.ctr_block(fit, held) if fset in ("dense", "full") else None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return FoldOutput(name, k, oof, test, est, time.perf_counter() - t0, ctr, peak)
+
+
+def train_models(job: TrainJob, scheduler: str = "") -> tuple[list[CVResult], list[CTRBlock]]:
+    """Cross-validate every configured model on the fold file.
+
+    Tasks are (model, fold) pairs: run here fold by fold (each fold's design
+    built once), or, with a ``scheduler``, dispatched to a Dask cluster (see
+    :mod:`ensemble._dask`). Results are assembled in the same order either
+    way, so they are identical.
+
+    Returns
+    -------
+    (list of CVResult, list of CTRBlock)
+        One result per model, in config order; each fold's CTR block (empty
+        when no model uses the dense sets).
+    """
+    names = list(job.settings["models"])
+    train = load_pairs_file(Path(job.interim) / "pairs.npz", "train")
+    y, aid = train["label"].astype(np.int8), train["aid"]
+    folds = load_folds(job.folds, len(y))
     n_folds = int(folds.max()) + 1
-    results = {name: CVResult(name, np.zeros(len(y)), None, 0.0) for name in estimators}  # type: ignore[arg-type]
-    steps = tqdm(total=n_folds * len(estimators), desc="train", unit="model", disable=None)
-    for k in range(n_folds):
-        fit, held = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
-        cache: dict[str, tuple] = {}
-        for name, estimator in estimators.items():
-            fset = feature_set[name]
-            if fset not in cache:
-                cache[fset] = design(fset, fit, held)
-            X_fit, X_held, X_test = cache[fset]
-            r = results[name]
-            t0 = time.perf_counter()
-            est = clone(estimator).fit(X_fit, y[fit])
-            r.oof[held] = est.predict_proba(X_held)[:, 1]
-            pred = est.predict_proba(X_test)[:, 1] / n_folds
-            r.test = pred if r.test is None else r.test + pred
-            r.seconds += time.perf_counter() - t0
-            r.fold_auc.append(per_aid_auc(y[held], r.oof[held], aid[held]).mean)
-            r.estimators.append(est)
-            logger.info("%s fold %d: mean per-aid AUC %.4f", name, k, r.fold_auc[-1])
-            steps.update()
-    steps.close()
-    return list(results.values())
+    tasks = [(name, k) for k in range(n_folds) for name in names]
+    if scheduler:
+        from ensemble._dask import run_tasks
+
+        outputs = run_tasks(fold_task, job, tasks, scheduler)
+    else:
+        outputs = []
+        for name, k in tqdm(tasks, desc="train", unit="model", disable=None):
+            outputs.append(fold_task(job, name, k))
+            logger.info("%s fold %d: trained in %.1f s", name, k, outputs[-1].seconds)
+        _DESIGNS.clear()  # free the matrices before blending
+    results = {name: CVResult(name, np.zeros(len(y)), None, 0.0) for name in names}  # type: ignore[arg-type]
+    ctr_blocks: dict[int, CTRBlock] = {}
+    for out in sorted(outputs, key=lambda o: (o.fold, names.index(o.name))):
+        r, held = results[out.name], folds == out.fold
+        r.oof[held] = out.oof
+        pred = out.test / n_folds
+        r.test = pred if r.test is None else r.test + pred
+        r.seconds += out.seconds
+        r.fold_auc.append(per_aid_auc(y[held], out.oof, aid[held]).mean)
+        r.estimators.append(out.estimator)
+        r.extra["task_peak_rss_mb"] = round(max(r.extra.get("task_peak_rss_mb", 0.0), out.peak_rss_mb), 1)
+        if out.ctr is not None:
+            ctr_blocks.setdefault(out.fold, out.ctr)
+        logger.info("%s fold %d: mean per-aid AUC %.4f", out.name, out.fold, r.fold_auc[-1])
+    return list(results.values()), [ctr_blocks[k] for k in sorted(ctr_blocks)]
 
 
 def _fold_scores(pred: np.ndarray, y: np.ndarray, aid: np.ndarray, folds: np.ndarray) -> list[float]:
@@ -182,9 +262,9 @@ class _Design:
         if needed & {"dense", "full"}:
             self.dense = {p: np.load(features / f"dense_{p}.npy") for p in ("train", "test")}
         self._ctr_fold: tuple | None = None
-        self.ctr_blocks: list[CTRBlock] = []  # the fitted CTR block of each fold, in fold order
 
-    def _ctr_block(self, fit: np.ndarray, held: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _ctr_fold_for(self, fit: np.ndarray, held: np.ndarray) -> tuple:
+        """(block, fit rows, held rows, test rows) of the CTR statistics, fitted on ``fit`` (cached)."""
         key = (len(fit), int(fit[:1].sum()), int(held[:1].sum()))
         if self._ctr_fold is None or self._ctr_fold[0] != key:
             tr, aid = self.sparse["train"], self.aid_idx["train"]
@@ -192,9 +272,15 @@ class _Design:
             f_fit = block.fit_transform(tr[fit], aid[fit], self.y[fit], self.folds[fit])
             f_held = block.transform(tr[held], aid[held])
             f_test = block.transform(self.sparse["test"], self.aid_idx["test"])
-            self.ctr_blocks.append(block)
-            self._ctr_fold = (key, f_fit, f_held, f_test)
+            self._ctr_fold = (key, block, f_fit, f_held, f_test)
         return self._ctr_fold[1:]
+
+    def ctr_block(self, fit: np.ndarray, held: np.ndarray) -> CTRBlock:
+        """The CTR block fitted on the rows ``fit``."""
+        return self._ctr_fold_for(fit, held)[0]
+
+    def _ctr_block(self, fit: np.ndarray, held: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self._ctr_fold_for(fit, held)[1:]
 
     def __call__(self, fset: str, fit: np.ndarray, held: np.ndarray):  # noqa: ANN204
         tr, te = self.sparse["train"], self.sparse["test"]
@@ -251,12 +337,8 @@ def run_train(
     allowed = ["auto", *names, *(COMBINERS if len(names) > 1 else ())]
     if settings["final"] not in allowed:
         raise LookalikeError(f"[train] final = {settings['final']!r} is none of: {', '.join(allowed)}")
-    design = _Design(
-        features, set(specs.values()), y, {"train": train["aid_idx"], "test": test["aid_idx"]}, folds,
-        categorical_crosses=settings["categorical_crosses"],
-    )
-    estimators = {n: make_estimator(n, settings, design.categorical[specs[n]]) for n in names}
-    results = train_models(estimators, design, specs, y, aid, folds)
+    job = TrainJob(str(features), str(interim), str(folds_path), settings)
+    results, ctr_blocks = train_models(job, scheduler=settings["scheduler"])
     combos = combine(results, y, aid, test["aid"], folds, settings["seed"]) if len(results) > 1 else []
 
     for sub in ("oof", "pred", "models"):
@@ -285,7 +367,7 @@ def run_train(
     logger.info("submitting %s", final.name)
     scorer = Scorer(
         featurizer=load_artifact(features / "featurizer.joblib"),
-        ctr_blocks=design.ctr_blocks,
+        ctr_blocks=ctr_blocks,
         models={r.name: (specs[r.name], r.estimators) for r in results},
         final=final.name,
         combiner=final.combiner,

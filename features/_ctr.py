@@ -6,20 +6,25 @@ from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.special import logit
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.model_selection import KFold
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 __all__ = ["SparseTargetEncoder", "row_aggregates"]
 
-_AGGREGATIONS = ("mean", "max", "count")
+_AGGREGATIONS = ("mean", "max", "count", "lor")
 
 
-def row_aggregates(X: sp.csr_matrix, values: np.ndarray, known: np.ndarray, aggregations: Sequence[str]) -> np.ndarray:
+def row_aggregates(
+    X: sp.csr_matrix, values: np.ndarray, known: np.ndarray, aggregations: Sequence[str],
+    log_odds: np.ndarray | None = None,
+) -> np.ndarray:
     """Per row, aggregate ``values`` over the row's known non-zero columns.
 
     ``mean`` and ``max`` are NaN for a row without known columns; ``count`` is
-    the number of its known columns.
+    the number of its known columns; ``lor`` is the sum of ``log_odds`` over
+    them (0 for none).
     """
     X = sp.csr_matrix(X)
     n = X.shape[0]
@@ -35,6 +40,10 @@ def row_aggregates(X: sp.csr_matrix, values: np.ndarray, known: np.ndarray, aggr
             total = np.bincount(row_of[is_known], weights=v[is_known], minlength=n)
             with np.errstate(invalid="ignore", divide="ignore"):
                 out[:, k] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+        elif agg == "lor":
+            if log_odds is None:
+                raise ValueError("the 'lor' aggregation needs log_odds")
+            out[:, k] = np.bincount(row_of[is_known], weights=log_odds[X.indices][is_known], minlength=n)
         elif agg == "max":
             filled = np.where(is_known, v, -np.inf)
             res = np.full(n, -np.inf)
@@ -69,7 +78,7 @@ class SparseTargetEncoder(TransformerMixin, BaseEstimator):
     ----------
     smoothing : float, default=20.0
         Pseudo-count ``m`` of the prior.
-    aggregations : sequence of {"mean", "max", "count"}, default=("mean", "max", "count")
+    aggregations : sequence of {"mean", "max", "count", "lor"}, default=("mean", "max", "count", "lor")
         Output columns, in this order.
     folds : array-like of int, default=None
         Fold of each fitting row (the project's fold file). ``None`` uses a
@@ -155,8 +164,9 @@ class SparseTargetEncoder(TransformerMixin, BaseEstimator):
         out = np.empty((X.shape[0], len(self.aggregations)))
         for k in np.unique(folds):
             held = folds == k
-            enc, _, _, known = self._stats(X[~held], y[~held])
-            out[held] = row_aggregates(X[held], enc, known, self.aggregations)
+            enc, _, prior, known = self._stats(X[~held], y[~held])
+            lor = self._log_odds(enc, prior, X.shape[1])
+            out[held] = row_aggregates(X[held], enc, known, self.aggregations, lor)
         self.encoding_, self.count_, self.group_prior_, self._known = self._stats(X, y)
         return out
 
@@ -176,7 +186,14 @@ class SparseTargetEncoder(TransformerMixin, BaseEstimator):
         """Aggregate the full-fit rates over each row's columns."""
         check_is_fitted(self, "encoding_")
         X = validate_data(self, X, accept_sparse="csr", ensure_all_finite=True, reset=False)
-        return row_aggregates(sp.csr_matrix(X), self.encoding_, self._known, self.aggregations)
+        lor = self._log_odds(self.encoding_, self.group_prior_, self.n_features_in_)
+        return row_aggregates(sp.csr_matrix(X), self.encoding_, self._known, self.aggregations, lor)
+
+    def _log_odds(self, enc: np.ndarray, prior_g: np.ndarray, n_cols: int) -> np.ndarray:
+        """``logit(rate_j) - logit(prior of j's group)``, rates clipped away from 0 and 1."""
+        eps = 1e-6
+        prior = np.clip(prior_g[self._groups(n_cols)], eps, 1 - eps)
+        return logit(np.clip(enc, eps, 1 - eps)) - logit(prior)
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:  # noqa: ANN001
         """One name per aggregation."""

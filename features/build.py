@@ -18,6 +18,7 @@ from features.featurizer import PairFeaturizer, row_chunks
 from features.folds import load_folds
 from pipeline.artifact import save_artifact
 from pipeline.config import config_hash
+from pipeline.errors import LookalikeError
 from pipeline.io import CSRChunkWriter, atomic_paths
 from pipeline.load import load_pairs_file
 from pipeline.loaders import AdTable, UserMatrix, load_user_matrix
@@ -71,6 +72,11 @@ def build_features(
         The ``[features]`` section of the config.
     """
     interim, out = Path(interim), Path(out)
+    bad = [a for a in settings["ctr_aggregations"] if a not in ("mean", "max", "count", "lor")]
+    if bad or not settings["ctr_aggregations"]:
+        raise LookalikeError(
+            f"[features] ctr_aggregations {settings['ctr_aggregations']!r}: use some of mean, max, count, lor"
+        )
     users = load_user_matrix(interim / "users")
     train = load_pairs_file(interim / "pairs.npz", "train")
     test = load_pairs_file(interim / "pairs.npz", "test")
@@ -81,6 +87,7 @@ def build_features(
     feat = PairFeaturizer(
         missing_threshold=settings["missing_threshold"], min_df=settings["min_df"],
         ctr_smoothing=settings["ctr_smoothing"], chunk_rows=settings["chunk_rows"],
+        ctr_aggregations=tuple(settings["ctr_aggregations"]),
     ).fit(users, ads, train, test)
     n_sparse, n_dense = len(feat.sparse_names_), len(feat.dense_names_)
     paths = [out / name for name in FEATURE_FILES]

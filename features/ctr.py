@@ -49,28 +49,36 @@ class CTRSpec:
         Group code of each aid (by ``aid_idx``): aid, advertiser, product type.
     smoothing : float
         Pseudo-count of the prior (the group's own rate).
+    aggregations : tuple of str
+        Per-row aggregations of multi-valued fields (see ``SparseTargetEncoder``).
     """
 
     fields: list[tuple[str, str, int, int]]
     groups: dict[str, list[int]]
     smoothing: float
+    aggregations: tuple[str, ...] = ("mean", "max", "count")
+
+    def aggs(self, kind: str) -> tuple[str, ...]:
+        """Aggregations of a field: the mean for single-valued ones (one token), else :attr:`aggregations`."""
+        return ("mean",) if kind == "single" else tuple(self.aggregations)
 
     @classmethod
     def from_json(cls, obj: dict) -> "CTRSpec":
         """Build from the ``ctr`` entry of ``columns.json``."""
-        return cls([tuple(f) for f in obj["fields"]], obj["groups"], obj["smoothing"])
+        return cls([tuple(f) for f in obj["fields"]], obj["groups"], obj["smoothing"],
+                   tuple(obj.get("aggregations", ("mean", "max", "count"))))
 
     def to_json(self) -> dict:
         """The ``ctr`` entry of ``columns.json``."""
-        return {"fields": [list(f) for f in self.fields], "groups": self.groups, "smoothing": self.smoothing}
+        return {"fields": [list(f) for f in self.fields], "groups": self.groups, "smoothing": self.smoothing,
+                "aggregations": list(self.aggregations)}
 
     def names(self) -> list[str]:
         """Output column names, in order."""
         out = []
         for gname in self.groups:
             for name, kind, _, _ in self.fields:
-                aggs = ("mean",) if kind == "single" else ("mean", "max", "count")
-                out += [f"ctr_{gname}_{name}_{agg}" for agg in aggs]
+                out += [f"ctr_{gname}_{name}_{agg}" for agg in self.aggs(kind)]
         return out
 
 
@@ -121,9 +129,8 @@ class CTRBlock:
         self.encoders_: list[SparseTargetEncoder] = []
         cols = []
         for gcode, n_groups, kind, start, stop in self._blocks():
-            aggs = ("mean",) if kind == "single" else ("mean", "max", "count")
             enc = SparseTargetEncoder(
-                smoothing=self.spec.smoothing, aggregations=aggs, folds=folds,
+                smoothing=self.spec.smoothing, aggregations=self.spec.aggs(kind), folds=folds,
                 column_groups=np.repeat(np.arange(n_groups), stop - start),
             )
             cols.append(enc.fit_transform(cross_tokens(tokens[:, start:stop].tocsr(), gcode[aid_idx], n_groups), y))

@@ -96,6 +96,9 @@ class PairFeaturizer:
         Pseudo-count of the CTR statistics (carried in :attr:`ctr_spec_`).
     chunk_rows : int
         Users per chunk while fitting.
+    ctr_aggregations : tuple of str
+        Per-row aggregations of the multi-valued fields' CTR statistics
+        (carried in :attr:`ctr_spec_`).
 
     Attributes
     ----------
@@ -126,12 +129,13 @@ class PairFeaturizer:
 
     def __init__(
         self, missing_threshold: float = 0.9, min_df: int = 20, ctr_smoothing: float = 20.0,
-        chunk_rows: int = 500_000,
+        chunk_rows: int = 500_000, ctr_aggregations: tuple[str, ...] = ("mean", "max", "count"),
     ) -> None:
         self.missing_threshold = missing_threshold
         self.min_df = min_df
         self.ctr_smoothing = ctr_smoothing
         self.chunk_rows = chunk_rows
+        self.ctr_aggregations = ctr_aggregations
 
     # ------------------------------------------------------------------ fit
     def fit(self, users: UserMatrix, ads: AdTable, train: dict, test: dict) -> "PairFeaturizer":
@@ -261,6 +265,7 @@ class PairFeaturizer:
             groups={"aid": list(range(len(self.aids_))),
                     **{g: codes.tolist() for g, codes in self.group_codes_.items()}},
             smoothing=self.ctr_smoothing,
+            aggregations=tuple(self.ctr_aggregations),
         )
 
     # ------------------------------------------------------------ transform

@@ -161,6 +161,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report", required=True, type=Path, help="cv.md to write (cv.json beside it)")
     p.add_argument("--truth", type=Path, help="synthetic test truth, for the oracle gap in the report only; "
         "ignored when the file does not exist (real data)")
+    p.add_argument("--scheduler", help="run the (model, fold) tasks on Dask: 'local:N' or 'tcp://host:port' "
+        "(overrides [train] scheduler; needs pip install 'lookalike[dask]')")
     _add_config(p)
     p.set_defaults(run=_run_train)
 
@@ -169,10 +171,10 @@ def _run_train(args: argparse.Namespace) -> None:
     from ensemble.cv import run_train
     from pipeline.config import load_config
 
-    run_train(
-        args.features, args.interim, args.folds, args.build, args.report,
-        load_config(args.config)["train"], truth=args.truth,
-    )
+    settings = load_config(args.config)["train"]
+    if args.scheduler is not None:
+        settings["scheduler"] = args.scheduler
+    run_train(args.features, args.interim, args.folds, args.build, args.report, settings, truth=args.truth)
 
 
 def _add_submit(sub: argparse._SubParsersAction) -> None:

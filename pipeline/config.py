@@ -16,7 +16,8 @@ __all__ = ["DEFAULTS", "config_hash", "load_config"]
 DEFAULTS: dict[str, dict[str, Any]] = {
     "load": {"chunk_lines": 50_000},
     "folds": {"n_folds": 5, "seed": 0},
-    "features": {"missing_threshold": 0.9, "min_df": 20, "ctr_smoothing": 20.0, "chunk_rows": 500_000},
+    "features": {"missing_threshold": 0.9, "min_df": 20, "ctr_smoothing": 20.0, "chunk_rows": 500_000,
+                 "ctr_aggregations": ["mean", "max", "count"]},
     "train": {
         "seed": 0,
         "device": "cpu",
@@ -33,6 +34,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "validation_fraction": 0.1,
         "categorical_crosses": False,
         "final": "auto",
+        "n_jobs": 0,
+        "scheduler": "",
     },
 }
 

@@ -27,10 +27,10 @@ def test_sklearn_contract(estimator, check) -> None:  # noqa: ANN001
     check(estimator)
 
 
-def _naive_rates(X: np.ndarray, y: np.ndarray, groups: np.ndarray, m: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per column: smoothed rate toward its group's token-weighted rate; and whether seen."""
+def _naive_rates(X: np.ndarray, y: np.ndarray, groups: np.ndarray, m: float) -> tuple:
+    """Per column: smoothed rate toward its group's token-weighted rate; whether seen; the prior."""
     n_cols = X.shape[1]
-    rates, seen = np.zeros(n_cols), np.zeros(n_cols, bool)
+    rates, seen, priors = np.zeros(n_cols), np.zeros(n_cols, bool), np.zeros(n_cols)
     for j in range(n_cols):
         g = groups[j]
         cols = [k for k in range(n_cols) if groups[k] == g]
@@ -39,15 +39,22 @@ def _naive_rates(X: np.ndarray, y: np.ndarray, groups: np.ndarray, m: float) -> 
         prior = pos_g / n_g if n_g else y.mean()
         n_j = sum(1 for i in range(len(y)) if X[i, j])
         pos_j = sum(y[i] for i in range(len(y)) if X[i, j])
-        rates[j], seen[j] = (pos_j + m * prior) / (n_j + m), n_j > 0
-    return rates, seen
+        rates[j], seen[j], priors[j] = (pos_j + m * prior) / (n_j + m), n_j > 0, prior
+    return rates, seen, priors
 
 
-def _naive_rows(X: np.ndarray, rates: np.ndarray, seen: np.ndarray) -> np.ndarray:
+def _naive_rows(X: np.ndarray, rates: np.ndarray, seen: np.ndarray, priors: np.ndarray) -> np.ndarray:
+    import math
+
+    def logit(p: float) -> float:
+        return math.log(p / (1 - p))
+
     out = []
     for row in X:
-        vals = [rates[j] for j in range(len(row)) if row[j] and seen[j]]
-        out.append([np.mean(vals) if vals else np.nan, max(vals) if vals else np.nan, len(vals)])
+        cols = [j for j in range(len(row)) if row[j] and seen[j]]
+        vals = [rates[j] for j in cols]
+        lor = sum(logit(rates[j]) - logit(priors[j]) for j in cols)  # naive Bayes log-odds
+        out.append([np.mean(vals) if vals else np.nan, max(vals) if vals else np.nan, len(vals), lor])
     return np.array(out)
 
 
@@ -64,12 +71,12 @@ def test_target_encoder_matches_naive_reference(seed: int) -> None:
     X_new = (rng.random((30, 9)) < 0.4).astype(float)
     full = enc.transform(sp.csr_matrix(X_new))
 
-    rates, seen = _naive_rates(X, y, groups, 5.0)
+    rates, seen, priors = _naive_rates(X, y, groups, 5.0)
     np.testing.assert_allclose(enc.encoding_, rates)
-    np.testing.assert_allclose(full, _naive_rows(X_new, rates, seen))
+    np.testing.assert_allclose(full, _naive_rows(X_new, rates, seen, priors))
     for k in range(4):  # each fold's rows are encoded from the other folds only
-        r, s = _naive_rates(X[folds != k], y[folds != k], groups, 5.0)
-        np.testing.assert_allclose(oof[folds == k], _naive_rows(X[folds == k], r, s))
+        r, s, pr = _naive_rates(X[folds != k], y[folds != k], groups, 5.0)
+        np.testing.assert_allclose(oof[folds == k], _naive_rows(X[folds == k], r, s, pr))
 
 
 def test_out_of_fold_rates_carry_no_label_when_labels_are_noise() -> None:

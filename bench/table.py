@@ -1,7 +1,8 @@
 """Print the benchmark results (``results.jsonl``) as a Markdown table.
 
-The latest run of each benchmark name is shown; ``load`` rows also get their
-speed ratio against the ``naive-load`` row of the same scale.
+The latest run of each benchmark name is shown; a row with a ``naive-<name>``
+reference (same scale, same run) gets its speed-up (naive seconds / seconds)
+and its peak memory as a share of the reference's.
 """
 
 from __future__ import annotations
@@ -16,17 +17,17 @@ def main(path: str) -> None:
     for line in open(path):
         row = json.loads(line)
         latest[row["name"]] = row
-    print("| benchmark | seconds | peak RSS (MB) | lines/s | MB/s | vs naive |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| benchmark | seconds | peak RSS (MB) | lines/s | MB/s | speed vs naive | RSS vs naive |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name, row in latest.items():
-        ratio = ""
-        if name.startswith("load-"):
-            naive = latest.get("naive-" + name)
-            if naive and naive.get("lines_per_s"):
-                ratio = f"{row['lines_per_s'] / naive['lines_per_s']:.1f}x"
+        speed = memory = ""
+        naive = latest.get("naive-" + name)
+        if naive:
+            speed = f"{naive['seconds'] / row['seconds']:.2f}x"
+            memory = f"{row['peak_rss_mb'] / naive['peak_rss_mb']:.2f}"
         print(
-            f"| {name} | {row['seconds']} | {row['peak_rss_mb']} | {row.get('lines_per_s', '')} "
-            f"| {row.get('mb_per_s', '')} | {ratio} |"
+            f"| {name} | {row['seconds']} | {row.get('peak_rss_mb', '')} | {row.get('lines_per_s', '')} "
+            f"| {row.get('mb_per_s', '')} | {speed} | {memory} |"
         )
 
 

@@ -145,6 +145,22 @@ def _design_for(job: TrainJob) -> "_Design":
     return _DESIGNS[key]
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory: ``VmHWM`` on Linux, else ``ru_maxrss``.
+
+    (``ru_maxrss`` is inherited through fork and exec, so in a Dask worker it
+    would report its parent's peak.)
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def fold_task(job: TrainJob, name: str, k: int) -> FoldOutput:
     """Train model ``name`` on every fold but ``k``; predict fold ``k`` and the test rows.
 
@@ -160,8 +176,7 @@ def fold_task(job: TrainJob, name: str, k: int) -> FoldOutput:
     oof = est.predict_proba(X_held)[:, 1]
     test = est.predict_proba(X_test)[:, 1]
     ctr = design.ctr_block(fit, held) if fset in ("dense", "full") else None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    return FoldOutput(name, k, oof, test, est, time.perf_counter() - t0, ctr, peak)
+    return FoldOutput(name, k, oof, test, est, time.perf_counter() - t0, ctr, _peak_rss_mb())
 
 
 def train_models(job: TrainJob, scheduler: str = "") -> tuple[list[CVResult], list[CTRBlock]]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["NameTable", "remap_sort_rows", "scan_chunk", "mark_seen"]
+__all__ = ["NameTable", "filter_lines", "remap_sort_rows", "scan_chunk", "mark_seen"]
 
 _SLOTS = 1024
 _MAX_NAMES = 255
@@ -300,3 +300,68 @@ def remap_sort_rows(
         write = keep
         new_nnz[r] = keep - start
     return new_nnz, removed
+
+
+@numba.njit(cache=True)
+def _line_uids(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = len(buf)
+    n_lines = 0
+    for i in range(n):
+        if buf[i] == 10:
+            n_lines += 1
+    if n > 0 and buf[n - 1] != 10:
+        n_lines += 1
+    starts = np.empty(n_lines, dtype=np.int64)
+    stops = np.empty(n_lines, dtype=np.int64)
+    uids = np.full(n_lines, -1, dtype=np.int64)
+    line, pos = 0, 0
+    while pos < n and line < n_lines:
+        start = pos
+        end = start
+        while end < n and buf[end] != 10:
+            end += 1
+        starts[line], stops[line] = start, min(end + 1, n)
+        # "uid <digits>|" or "uid <digits>" at the start of the line; anything else stays -1
+        if end - start > 4 and buf[start] == 117 and buf[start + 1] == 105 and buf[start + 2] == 100 \
+                and buf[start + 3] == 32:
+            k, value, ok = start + 4, 0, False
+            while k < end and 48 <= buf[k] <= 57 and value < 10**15:
+                value = value * 10 + (buf[k] - 48)
+                k += 1
+                ok = True
+            if ok and (k == end or buf[k] == 124 or buf[k] == 13):
+                uids[line] = value
+        line += 1
+        pos = end + 1
+    return starts, stops, uids
+
+
+@numba.njit(cache=True)
+def _gather(buf: np.ndarray, starts: np.ndarray, stops: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    total = 0
+    for i in range(len(starts)):
+        if keep[i]:
+            total += stops[i] - starts[i]
+    out = np.empty(total, dtype=np.uint8)
+    pos = 0
+    for i in range(len(starts)):
+        if keep[i]:
+            for k in range(starts[i], stops[i]):
+                out[pos] = buf[k]
+                pos += 1
+    return out
+
+
+def filter_lines(data: bytes, keep_uids: np.ndarray) -> tuple[bytes, int]:
+    """The lines of ``data`` whose uid is in ``keep_uids`` (sorted), and how many lines were dropped.
+
+    A line whose uid cannot be read is kept, so the parser still reports it.
+    """
+    buf = np.frombuffer(data, dtype=np.uint8)
+    starts, stops, uids = _line_uids(buf)
+    found = np.zeros(len(uids), dtype=bool)
+    if len(keep_uids):
+        pos = np.minimum(np.searchsorted(keep_uids, uids), len(keep_uids) - 1)
+        found = keep_uids[pos] == uids
+    keep = (uids < 0) | found
+    return _gather(buf, starts, stops, keep).tobytes(), int(len(keep) - keep.sum())

@@ -17,7 +17,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "load": {"chunk_lines": 50_000},
     "folds": {"n_folds": 5, "seed": 0},
     "features": {"missing_threshold": 0.9, "min_df": 20, "ctr_smoothing": 20.0, "chunk_rows": 500_000,
-                 "ctr_aggregations": ["mean", "max", "count"]},
+                 "ctr_aggregations": ["mean", "max", "count", "lor"]},
     "train": {
         "seed": 0,
         "device": "cpu",

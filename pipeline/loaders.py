@@ -31,7 +31,7 @@ import pandas as pd
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from pipeline._fastparse import NameTable, mark_seen, remap_sort_rows, scan_chunk
+from pipeline._fastparse import NameTable, filter_lines, mark_seen, remap_sort_rows, scan_chunk
 from pipeline._parse import parse_chunk
 from pipeline.errors import InputFormatError, LookalikeError
 from pipeline.io import open_binary
@@ -216,7 +216,8 @@ _DENSE_LIMIT = 1 << 24
 
 
 def parse_users(
-    path: str | os.PathLike[str], chunk_lines: int = 50_000, indices_out: str | os.PathLike[str] | None = None
+    path: str | os.PathLike[str], chunk_lines: int = 50_000, indices_out: str | os.PathLike[str] | None = None,
+    keep_uids: np.ndarray | None = None,
 ) -> UserMatrix:
     """Parse ``userFeature.data`` in chunks into a :class:`UserMatrix`.
 
@@ -229,6 +230,12 @@ def parse_users(
     indices_out : path, optional
         Write the column indices straight into this ``.npy`` file (and
         memory-map it in the result) instead of holding them in memory.
+    keep_uids : ndarray of int, optional
+        Parse only the lines of these uids (scoring needs only the users of
+        its pairs); the others are skipped by a compiled scan of the line
+        starts. Vocabularies then cover the kept lines only. A kept line
+        (or one whose uid cannot be read) that is malformed is reported with
+        its exact line; the skipped users' lines are not validated.
 
     Raises
     ------
@@ -245,11 +252,19 @@ def parse_users(
     uid_parts: list[np.ndarray] = []
     size = os.path.getsize(path)
     with tqdm(total=size, unit="B", unit_scale=True, desc="parse users", disable=None) as bar:
+        keep = None if keep_uids is None else np.unique(np.asarray(keep_uids, dtype=np.int64))
         for first_line, data in iter_line_chunks(path, chunk_lines):
             n_names = int(table.n_names[0])
+            n_bytes = len(data)
+            full = data
+            if keep is not None:
+                data, _ = filter_lines(data, keep)
             scanned = scan_chunk(data, table)
             if scanned is None:  # something is malformed: the vectorised parser says what and where
-                scanned = _reparse(data, path_s, first_line, single, table)
+                # (on the whole chunk, so the line number is the file's)
+                scanned = _reparse(full, path_s, first_line, single, table)
+                if keep is not None:
+                    scanned = _keep_rows(scanned, keep)
             for name in table.names[max(n_names, n_known):]:
                 logger.warning(
                     "%s:%d: unknown field %r kept as a new multi-valued field", path_s, first_line, name
@@ -257,7 +272,7 @@ def parse_users(
             uids, row_nnz, codes, values = scanned
             chunks.append((row_nnz, codes, values))
             uid_parts.append(uids)
-            bar.update(len(data))
+            bar.update(n_bytes)
     uids = np.concatenate(uid_parts)
     _check_unique_uids(uids, path_s)
 
@@ -334,6 +349,17 @@ def parse_users(
         path_s, f"{len(uids):,}", f"{n_cols:,}", len(fields), f"{nnz_total:,}",
     )
     return UserMatrix(indptr=indptr, indices=indices, uids=uids, fields=fields)
+
+
+def _keep_rows(
+    scanned: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], keep: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Only the rows of a parsed chunk whose uid is in ``keep`` (sorted)."""
+    uids, row_nnz, codes, values = scanned
+    pos = np.minimum(np.searchsorted(keep, uids), max(len(keep) - 1, 0))
+    rows = (keep[pos] == uids) if len(keep) else np.zeros(len(uids), bool)
+    per_value = np.repeat(rows, row_nnz)
+    return uids[rows], row_nnz[rows], codes[per_value], values[per_value]
 
 
 def _reparse(

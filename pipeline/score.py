@@ -135,7 +135,9 @@ def score_pairs(
     aid, uid = df["aid"].to_numpy(), df["uid"].to_numpy()
     aid_idx = scorer.aid_index(aid)
     with tempfile.TemporaryDirectory(dir=Path(out).resolve().parent, prefix=".score-") as scratch:
-        parsed = parse_users(users, chunk_lines=chunk_lines, indices_out=Path(scratch) / "indices.npy")
+        parsed = parse_users(
+            users, chunk_lines=chunk_lines, indices_out=Path(scratch) / "indices.npy", keep_uids=uid,
+        )
         found = parsed.rows_of(uid)
         needed = np.unique(found[found >= 0])  # only the users of the pairs are kept
         matrix, dropped = remap_users(parsed, scorer.featurizer.fields_, rows=needed)

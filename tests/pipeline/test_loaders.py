@@ -278,3 +278,24 @@ def test_a_field_name_beyond_64_characters_is_a_clear_error(tmp_path: Path) -> N
     with pytest.raises(InputFormatError, match="longer than 64 characters") as err:
         parse_users(path)
     assert err.value.line == 2
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1000])
+def test_keep_uids_parses_only_those_users_and_still_reports_bad_lines(tmp_path, chunk) -> None:  # noqa: ANN001
+    from pipeline.errors import InputFormatError
+    from pipeline.loaders import parse_users
+
+    path = write_users(tmp_path / "u.data", USER_LINES)
+    whole = parse_users(path)
+    part = parse_users(path, chunk_lines=chunk, keep_uids=np.array([1001, 11, 555]))
+    assert sorted(part.uids.tolist()) == [11, 1001]
+    for uid in (11, 1001):
+        a, b = whole.csr(whole.rows_of(np.array([uid]))), part.csr(part.rows_of(np.array([uid])))
+        names_a = [n for f in whole.fields for n in (f"{f.name}={v}" for v in f.values)]
+        names_b = [n for f in part.fields for n in (f"{f.name}={v}" for v in f.values)]
+        assert sorted(names_a[j] for j in a.indices) == sorted(names_b[j] for j in b.indices)
+    # a kept user's bad line, and a line whose uid cannot be read, are reported with their line
+    for bad_line in ("uid 12|age x", "uidd 5|age 3"):
+        bad = write_users(tmp_path / "bad.data", USER_LINES[:2] + [bad_line] + USER_LINES[2:])
+        with pytest.raises(InputFormatError, match=r"bad.data:3"):
+            parse_users(bad, chunk_lines=chunk, keep_uids=np.array([11, 12]))

@@ -60,6 +60,9 @@ def remap_users(
         pos_c = np.minimum(pos, target.size - 1)
         hit = (pos < target.size) & (target.values[pos_c] == f.values)
         lut[f.offset : f.stop] = np.where(hit, target.offset + pos_c, -1)
+    mapped = lut[lut >= 0]
+    # same field order and sorted vocabularies (the usual case): the map keeps each row sorted
+    order_kept = bool(np.all(np.diff(mapped) > 0))
     indptr_parts, index_parts, total, dropped = [np.zeros(1, np.int64)], [], 0, 0
     for sl in row_chunks(len(rows), chunk_rows):
         indptr, indices = take_rows(users.indptr, users.indices, rows[sl])
@@ -69,8 +72,9 @@ def remap_users(
         n = sl.stop - sl.start
         row_of = np.repeat(np.arange(n), np.diff(indptr))[keep]
         new = new[keep]
-        order = np.lexsort((new, row_of))  # sorted within each row, as the loader writes them
-        index_parts.append(new[order].astype(np.int32))
+        if not order_kept:
+            new = new[np.lexsort((new, row_of))]  # sorted within each row, as the loader writes them
+        index_parts.append(new.astype(np.int32))
         indptr_parts.append(total + np.cumsum(np.bincount(row_of, minlength=n)))
         total += len(new)
     out = UserMatrix(

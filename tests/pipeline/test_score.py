@@ -127,3 +127,26 @@ def test_score_command_refuses_a_tampered_model(trained: Path, tmp_path: Path) -
     assert res.returncode == 1
     assert "does not match its manifest" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_remap_users_sorts_rows_whatever_the_field_order(tiny_raw: Path) -> None:
+    """Columns renumbered into another vocabulary stay sorted within each row and keep their ids."""
+    from pipeline.loaders import FieldBlock, parse_users
+    from pipeline.score import remap_users
+
+    users = parse_users(tiny_raw / "userFeature.data")
+    reordered, offset = [], 0
+    for f in reversed(users.fields):  # the model's blocks in another order
+        reordered.append(FieldBlock(f.name, offset, f.values, f.df, f.kind))
+        offset += f.size
+    for fields in (users.fields, reordered):
+        out, dropped = remap_users(users, fields, rows=np.arange(0, users.n_users, 7), chunk_rows=50)
+        assert dropped == 0
+        X, ref = out.csr(), users.csr(np.arange(0, users.n_users, 7))
+        name = {f.offset + j: f"{f.name}={v}" for f in fields for j, v in enumerate(f.values)}
+        ref_name = {f.offset + j: f"{f.name}={v}" for f in users.fields for j, v in enumerate(f.values)}
+        for i in range(0, X.shape[0], 11):
+            got = [name[c] for c in X.indices[X.indptr[i]:X.indptr[i + 1]]]
+            want = [ref_name[c] for c in ref.indices[ref.indptr[i]:ref.indptr[i + 1]]]
+            assert sorted(got) == sorted(want)
+            assert list(X.indices[X.indptr[i]:X.indptr[i + 1]]) == sorted(X.indices[X.indptr[i]:X.indptr[i + 1]])

@@ -24,6 +24,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
 from ensemble.metrics import aid_groups, per_aid_auc
+from pipeline.arrays import sorted_index
 
 __all__ = ["AidRank", "Blend", "Stack", "fit_blend_weights", "make_combiner", "nested_oof"]
 
@@ -77,8 +78,7 @@ class AidRank(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "knots_")
         P = np.asarray(P, dtype=np.float64)
         aid = np.asarray(aid)
-        pos = np.searchsorted(self.aids_, aid)
-        known = (pos < len(self.aids_)) & (self.aids_[np.minimum(pos, len(self.aids_) - 1)] == aid)
+        known = sorted_index(self.aids_, aid) >= 0
         if not known.all():
             raise ValueError(f"aids never seen in fit: {np.unique(aid[~known])[:5].tolist()}")
         out = np.empty_like(P)

@@ -22,7 +22,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator
 from tqdm.auto import tqdm
 
 from ensemble._bagging import BalanceCascadeLGBM, EasyEnsembleLGBM, ReferenceLGBM

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 
 from features.ctr import CTRBlock
 from features.featurizer import PairFeaturizer
+from pipeline.arrays import sorted_index
 
 __all__ = ["Scorer", "design_matrix"]
 
@@ -83,10 +84,7 @@ class Scorer:
 
     def aid_index(self, aid: np.ndarray) -> np.ndarray:
         """Row of each aid in :attr:`aids`; ``-1`` where the model never saw it."""
-        aids = self.featurizer.aids_
-        pos = np.searchsorted(aids, aid)
-        pos_c = np.minimum(pos, len(aids) - 1)
-        return np.where((pos < len(aids)) & (aids[pos_c] == aid), pos_c, -1)
+        return sorted_index(self.featurizer.aids_, aid)
 
     def predict(self, aid_idx: np.ndarray, uid: np.ndarray, X: sp.csr_matrix) -> np.ndarray:
         """Final scores in [0, 1] of pairs (``aid_idx`` from :meth:`aid_index`).

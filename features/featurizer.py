@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from features._keys import KeyCounter, LeaveSelfOutHistory
 from features._pruning import FrequencyPruner, MissingRatePruner
 from features.ctr import CTRSpec
+from pipeline.arrays import sorted_index
 from pipeline.loaders import AdTable, FieldBlock, UserMatrix
 
 __all__ = ["PairFeaturizer", "field_codes", "row_chunks"]
@@ -226,10 +227,8 @@ class PairFeaturizer:
         if not block:
             return None, 0
         a, b = block[0]
-        pos = np.searchsorted(self.kept_cols_, col)
-        hit = (col >= 0) & (pos < len(self.kept_cols_))
-        hit &= self.kept_cols_[np.minimum(pos, len(self.kept_cols_) - 1)] == col
-        return np.where(hit, pos - a, -1), b - a
+        pos = sorted_index(self.kept_cols_, col)
+        return np.where(pos >= 0, pos - a, -1), b - a
 
     def _history_key(self, group: str, uid: np.ndarray, aid_idx: np.ndarray) -> np.ndarray:
         if group == "all":
@@ -326,9 +325,8 @@ class PairFeaturizer:
             keep_cols = self.cross_keep_[f.name]
             local, width = self._kept_local(j, single[:, j])
             cross = np.where(local >= 0, aid_idx * width + local, -1)
-            pos = np.minimum(np.searchsorted(keep_cols, cross), max(len(keep_cols) - 1, 0))
-            hit = (cross >= 0) & (len(keep_cols) > 0)
-            hit &= keep_cols[pos] == cross if len(keep_cols) else hit
+            pos = sorted_index(keep_cols, cross)
+            hit = pos >= 0
             blocks.append(sp.csr_matrix(
                 (np.ones(int(hit.sum()), np.float32), pos[hit], np.r_[0, np.cumsum(hit)]),
                 shape=(n, len(keep_cols)),

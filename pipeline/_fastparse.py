@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from pipeline.arrays import sorted_index
 
 __all__ = ["NameTable", "filter_lines", "remap_sort_rows", "scan_chunk", "mark_seen"]
 
@@ -359,9 +360,5 @@ def filter_lines(data: bytes, keep_uids: np.ndarray) -> tuple[bytes, int]:
     """
     buf = np.frombuffer(data, dtype=np.uint8)
     starts, stops, uids = _line_uids(buf)
-    found = np.zeros(len(uids), dtype=bool)
-    if len(keep_uids):
-        pos = np.minimum(np.searchsorted(keep_uids, uids), len(keep_uids) - 1)
-        found = keep_uids[pos] == uids
-    keep = (uids < 0) | found
+    keep = (uids < 0) | (sorted_index(keep_uids, uids) >= 0)
     return _gather(buf, starts, stops, keep).tobytes(), int(len(keep) - keep.sum())

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from pipeline._fastparse import NameTable, filter_lines, mark_seen, remap_sort_rows, scan_chunk
 from pipeline._parse import parse_chunk
+from pipeline.arrays import sorted_index
 from pipeline.errors import InputFormatError, LookalikeError
 from pipeline.io import open_binary
 from pipeline.schema import AD_COLUMNS, FIELD_ORDER, MULTI_VALUED, SINGLE_VALUED
@@ -146,11 +147,8 @@ class UserMatrix:
         """Row of each uid; ``-1`` where the uid is unknown."""
         if self._uid_order is None:
             self._uid_order = np.argsort(self.uids, kind="stable")
-        sorted_uids = self.uids[self._uid_order]
-        pos = np.searchsorted(sorted_uids, uids)
-        pos_c = np.minimum(pos, len(sorted_uids) - 1)
-        found = (pos < len(sorted_uids)) & (sorted_uids[pos_c] == uids)
-        return np.where(found, self._uid_order[pos_c], -1)
+        pos = sorted_index(self.uids[self._uid_order], uids)
+        return np.where(pos >= 0, self._uid_order[pos], -1)
 
 
 def take_rows(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -356,8 +354,7 @@ def _keep_rows(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Only the rows of a parsed chunk whose uid is in ``keep`` (sorted)."""
     uids, row_nnz, codes, values = scanned
-    pos = np.minimum(np.searchsorted(keep, uids), max(len(keep) - 1, 0))
-    rows = (keep[pos] == uids) if len(keep) else np.zeros(len(uids), bool)
+    rows = sorted_index(keep, uids) >= 0
     per_value = np.repeat(rows, row_nnz)
     return uids[rows], row_nnz[rows], codes[per_value], values[per_value]
 
@@ -533,9 +530,7 @@ class AdTable:
 
     def index_of(self, aids: np.ndarray) -> np.ndarray:
         """Row of each aid; ``-1`` where unknown."""
-        pos = np.searchsorted(self.aids, aids)
-        pos_c = np.minimum(pos, len(self.aids) - 1)
-        return np.where(self.aids[pos_c] == aids, pos_c, -1)
+        return sorted_index(self.aids, aids)
 
     def one_hot(self) -> tuple[sp.csr_matrix, list[str]]:
         """One-hot id fields plus ``creativeSize`` as a number; with column names."""

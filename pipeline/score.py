@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from features.featurizer import row_chunks
 from pipeline.artifact import load_artifact
+from pipeline.arrays import sorted_index
 from pipeline.errors import InputFormatError, LookalikeError
 from pipeline.io import atomic_paths, open_binary
 from pipeline.loaders import FieldBlock, UserMatrix, parse_users, read_int_csv, take_rows
@@ -56,10 +57,8 @@ def remap_users(
         target = by_name.get(f.name)
         if target is None or f.size == 0 or target.size == 0:
             continue
-        pos = np.searchsorted(target.values, f.values)
-        pos_c = np.minimum(pos, target.size - 1)
-        hit = (pos < target.size) & (target.values[pos_c] == f.values)
-        lut[f.offset : f.stop] = np.where(hit, target.offset + pos_c, -1)
+        pos = sorted_index(target.values, f.values)
+        lut[f.offset : f.stop] = np.where(pos >= 0, target.offset + pos, -1)
     mapped = lut[lut >= 0]
     # same field order and sorted vocabularies (the usual case): the map keeps each row sorted
     order_kept = bool(np.all(np.diff(mapped) > 0))

@@ -29,12 +29,12 @@ from ensemble._bagging import BalanceCascadeLGBM, EasyEnsembleLGBM, ReferenceLGB
 from ensemble._blend import make_combiner, nested_oof
 from ensemble.scorer import Scorer, design_matrix
 from ensemble.metrics import per_aid_auc
-from features.ctr import CTRBlock, CTRSpec
+from features.ctr import CTRBlock, CTRSpec, CTRStats
 from features.folds import load_folds
 from pipeline.errors import LookalikeError
 from pipeline.artifact import load_artifact, save_artifact
 from pipeline.config import config_hash
-from pipeline.io import atomic_path
+from pipeline.io import CSRRowReader, atomic_path, npy_rows
 from pipeline.load import load_pairs_file
 
 __all__ = ["CVResult", "FEATURE_SETS", "FoldOutput", "KINDS", "TrainJob", "fold_task", "make_estimator", "run_train", "train_models"]
@@ -121,7 +121,6 @@ class FoldOutput:
     test: np.ndarray
     estimator: BaseEstimator
     seconds: float
-    ctr: CTRBlock | None
     peak_rss_mb: float = 0.0  # of the process that ran the task (a Dask worker's own peak)
 
 
@@ -140,7 +139,7 @@ def _design_for(job: TrainJob) -> "_Design":
         _DESIGNS[key] = _Design(
             Path(job.features), job.needed_sets(), train["label"].astype(np.int8),
             {"train": train["aid_idx"], "test": test["aid_idx"]}, folds,
-            categorical_crosses=job.settings["categorical_crosses"],
+            categorical_crosses=job.settings["categorical_crosses"], chunk_rows=job.settings["chunk_rows"],
         )
     return _DESIGNS[key]
 
@@ -169,14 +168,13 @@ def fold_task(job: TrainJob, name: str, k: int) -> FoldOutput:
     """
     design = _design_for(job)
     fset = _parse_model(name)[1]
-    fit, held = np.flatnonzero(design.folds != k), np.flatnonzero(design.folds == k)
-    X_fit, X_held, X_test = design(fset, fit, held)
+    X_fit, y_fit = design.fit_matrix(fset, k), design.y[design.folds != k]
     t0 = time.perf_counter()
-    est = make_estimator(name, job.settings, design.categorical[fset]).fit(X_fit, design.y[fit])
-    oof = est.predict_proba(X_held)[:, 1]
-    test = est.predict_proba(X_test)[:, 1]
-    ctr = design.ctr_block(fit, held) if fset in ("dense", "full") else None
-    return FoldOutput(name, k, oof, test, est, time.perf_counter() - t0, ctr, _peak_rss_mb())
+    est = make_estimator(name, job.settings, design.categorical[fset]).fit(X_fit, y_fit)
+    del X_fit  # the cache keeps the fold's matrix for the next model
+    oof = design.predict(est, fset, k, "held")
+    test = design.predict(est, fset, k, "test")
+    return FoldOutput(name, k, oof, test, est, time.perf_counter() - t0, _peak_rss_mb())
 
 
 def train_models(job: TrainJob, scheduler: str = "") -> tuple[list[CVResult], list[CTRBlock]]:
@@ -208,9 +206,11 @@ def train_models(job: TrainJob, scheduler: str = "") -> tuple[list[CVResult], li
         for name, k in tqdm(tasks, desc="train", unit="model", disable=None):
             outputs.append(fold_task(job, name, k))
             logger.info("%s fold %d: trained in %.1f s", name, k, outputs[-1].seconds)
-        _DESIGNS.clear()  # free the matrices before blending
+    stats = None
+    if job.needed_sets() & {"dense", "full"}:  # the workers' counts stay there; these are the same
+        stats = _design_for(job).stats if not scheduler else _fit_ctr_stats(job, y, folds)
+    _DESIGNS.clear()  # free the matrices before blending
     results = {name: CVResult(name, np.zeros(len(y)), None, 0.0) for name in names}  # type: ignore[arg-type]
-    ctr_blocks: dict[int, CTRBlock] = {}
     for out in sorted(outputs, key=lambda o: (o.fold, names.index(o.name))):
         r, held = results[out.name], folds == out.fold
         r.oof[held] = out.oof
@@ -220,10 +220,19 @@ def train_models(job: TrainJob, scheduler: str = "") -> tuple[list[CVResult], li
         r.fold_auc.append(per_aid_auc(y[held], out.oof, aid[held]).mean)
         r.estimators.append(out.estimator)
         r.extra["task_peak_rss_mb"] = round(max(r.extra.get("task_peak_rss_mb", 0.0), out.peak_rss_mb), 1)
-        if out.ctr is not None:
-            ctr_blocks.setdefault(out.fold, out.ctr)
         logger.info("%s fold %d: mean per-aid AUC %.4f", out.name, out.fold, r.fold_auc[-1])
-    return list(results.values()), [ctr_blocks[k] for k in sorted(ctr_blocks)]
+    ctr_blocks = [CTRBlock.from_stats(stats, k) for k in range(n_folds)] if stats is not None else []
+    return list(results.values()), ctr_blocks
+
+
+def _fit_ctr_stats(job: TrainJob, y: np.ndarray, folds: np.ndarray) -> CTRStats:
+    """The CTR counts of all training rows per fold (what each fold's block leaves one fold out of)."""
+    features = Path(job.features)
+    columns = json.loads((features / "columns.json").read_text())
+    aid_idx = load_pairs_file(Path(job.interim) / "pairs.npz", "train")["aid_idx"]
+    return CTRStats(CTRSpec.from_json(columns["ctr"]), job.settings["chunk_rows"]).fit(
+        CSRRowReader(features / "sparse_train.npz"), aid_idx, y, folds
+    )
 
 
 def _fold_scores(pred: np.ndarray, y: np.ndarray, aid: np.ndarray, folds: np.ndarray) -> list[float]:
@@ -256,58 +265,82 @@ def combine(
 
 
 class _Design:
-    """Feature-set matrices per fold; the CTR block is fitted on the fold's training rows."""
+    """Feature-set matrices of each fold, built from the feature files in row chunks.
+
+    The CTR statistics of every fold come from one :class:`CTRStats` (counts
+    per fold, one pass over the token matrix): fold ``k``'s training rows get
+    the statistics of the training folds other than their own, its held-out
+    rows and the test rows those of all training folds. Only the training
+    matrix of the current fold is held; held-out and test rows are built and
+    predicted ``chunk_rows`` at a time, and the sparse and dense sets are read
+    from disk by row ranges (:class:`pipeline.io.CSRRowReader`).
+    """
 
     def __init__(
         self, features: Path, needed: set[str], y: np.ndarray, aid_idx: dict, folds: np.ndarray,
-        categorical_crosses: bool = False,
+        categorical_crosses: bool = False, chunk_rows: int = 500_000,
     ) -> None:
         columns = json.loads((features / "columns.json").read_text())
         if columns["sparse"][0] != "aid_idx" or columns["dense"][0] != "aid_idx":
             raise LookalikeError(f"{features}: feature sets must start with aid_idx; re-run `make features`")
         self.n_raw = columns["sparse_raw"]
-        self.ctr = CTRSpec.from_json(columns["ctr"])
         dense_cat = [columns["dense"].index(c) for c in columns["categorical"]["dense"]]
         if not categorical_crosses:  # only aid_idx goes to LightGBM's categorical splits
             dense_cat = [0]
         self.categorical = {"raw": [0], "sparse": [0], "dense": dense_cat, "full": dense_cat}
-        self.y, self.aid_idx, self.folds = y, aid_idx, folds
-        self.sparse = {p: sp.load_npz(features / f"sparse_{p}.npz").tocsr() for p in ("train", "test")}
-        self.dense = None
+        self.y, self.aid_idx, self.folds, self.chunk_rows = y, aid_idx, folds, chunk_rows
+        self.sparse = {p: CSRRowReader(features / f"sparse_{p}.npz") for p in ("train", "test")}
+        self.dense = {p: features / f"dense_{p}.npy" for p in ("train", "test")}
+        self.stats: CTRStats | None = None
         if needed & {"dense", "full"}:
-            self.dense = {p: np.load(features / f"dense_{p}.npy") for p in ("train", "test")}
-        self._ctr_fold: tuple | None = None
+            self.stats = CTRStats(CTRSpec.from_json(columns["ctr"]), chunk_rows).fit(
+                self.sparse["train"], aid_idx["train"], y, folds
+            )
+        self._fit_cache: tuple | None = None
 
-    def _ctr_fold_for(self, fit: np.ndarray, held: np.ndarray) -> tuple:
-        """(block, fit rows, held rows, test rows) of the CTR statistics, fitted on ``fit`` (cached)."""
-        key = (len(fit), int(fit[:1].sum()), int(held[:1].sum()))
-        if self._ctr_fold is None or self._ctr_fold[0] != key:
-            tr, aid = self.sparse["train"], self.aid_idx["train"]
-            block = CTRBlock(self.ctr)
-            f_fit = block.fit_transform(tr[fit], aid[fit], self.y[fit], self.folds[fit])
-            f_held = block.transform(tr[held], aid[held])
-            f_test = block.transform(self.sparse["test"], self.aid_idx["test"])
-            self._ctr_fold = (key, block, f_fit, f_held, f_test)
-        return self._ctr_fold[1:]
+    def _chunks(self, part: str, fset: str, k: int):  # noqa: ANN202
+        """``(rows kept, design matrix)`` per chunk of ``part``: "fit", "held" or "test" of fold ``k``."""
+        src = "test" if part == "test" else "train"
+        n = self.sparse[src].shape[0]
+        for start in range(0, n, self.chunk_rows):
+            stop = min(start + self.chunk_rows, n)
+            keep = np.arange(start, stop)
+            if part != "test":
+                in_k = self.folds[start:stop] == k
+                keep = keep[in_k if part == "held" else ~in_k]
+            if not len(keep):
+                continue
+            sparse = self.sparse[src].rows(start, stop, data=fset != "dense")[keep - start]
+            dense = ctr = None
+            if fset in ("dense", "full"):
+                dense = npy_rows(self.dense[src], start, stop)[keep - start]
+                inner = self.folds[keep] if part == "fit" else -1  # training rows: out of their own fold too
+                ctr = self.stats.transform(sparse, self.aid_idx[src][keep], k, inner)
+            yield keep, design_matrix(fset, sparse, dense, ctr, self.n_raw)
 
-    def ctr_block(self, fit: np.ndarray, held: np.ndarray) -> CTRBlock:
-        """The CTR block fitted on the rows ``fit``."""
-        return self._ctr_fold_for(fit, held)[0]
+    def fit_matrix(self, fset: str, k: int):  # noqa: ANN201
+        """Design of the training rows of fold ``k`` (cached for the next model on the same fold)."""
+        if self._fit_cache is not None and self._fit_cache[0] == (fset, k):
+            return self._fit_cache[1]
+        self._fit_cache = None
+        n_fit = int((self.folds != k).sum())
+        parts, X, at = [], None, 0
+        for _, chunk in self._chunks("fit", fset, k):
+            if isinstance(chunk, np.ndarray):  # fill one array: no second copy of the rows
+                if X is None:
+                    X = np.empty((n_fit, chunk.shape[1]), dtype=np.float32)
+                X[at : at + len(chunk)] = chunk
+                at += len(chunk)
+            else:
+                parts.append(chunk)
+        if X is None:
+            X = sp.vstack(parts, format="csr")
+        self._fit_cache = ((fset, k), X)
+        return X
 
-    def _ctr_block(self, fit: np.ndarray, held: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self._ctr_fold_for(fit, held)[1:]
-
-    def __call__(self, fset: str, fit: np.ndarray, held: np.ndarray):  # noqa: ANN204
-        tr, te = self.sparse["train"], self.sparse["test"]
-        dense = self.dense or {"train": None, "test": None}
-        ctr: tuple = (None, None, None)
-        if fset in ("dense", "full"):
-            ctr = self._ctr_block(fit, held)
-        return (
-            design_matrix(fset, tr[fit], None if dense["train"] is None else dense["train"][fit], ctr[0], self.n_raw),
-            design_matrix(fset, tr[held], None if dense["train"] is None else dense["train"][held], ctr[1], self.n_raw),
-            design_matrix(fset, te, dense["test"], ctr[2], self.n_raw),
-        )
+    def predict(self, est: BaseEstimator, fset: str, k: int, part: str) -> np.ndarray:
+        """Probabilities of the held-out rows of fold ``k`` (``part="held"``) or of the test rows."""
+        return np.concatenate([est.predict_proba(X)[:, 1] for _, X in self._chunks(part, fset, k)])
 
 
 def _choose_final(results: list[CVResult], wanted: str, y: np.ndarray, aid: np.ndarray) -> CVResult:

@@ -11,29 +11,27 @@ scikit-learn's ``TargetEncoder`` inside a pipeline): for fold ``k`` the
 encoders see only the training folds, whose rows get out-of-fold values over
 those folds (the same fold file, restricted), while fold ``k`` and the test
 rows get the statistics of all training folds.
+
+All of those statistics come from one set of counts: :class:`CTRStats` counts
+every ``group x token`` key's rows and positives *per fold* in one chunked
+pass, and a statistic that leaves out folds ``k`` and ``j`` subtracts their
+counts. So the train stage pays one counting pass for all folds, instead of
+re-fitting encoders on copies of each fold's rows, and its memory is the
+present keys, not the rows.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from features._ctr import SparseTargetEncoder
+from features import _ctr_kernels as _k
 
-__all__ = ["CTRBlock", "CTRSpec", "cross_tokens"]
-
-
-def cross_tokens(block: sp.csr_matrix, group: np.ndarray, n_groups: int) -> sp.csr_matrix:
-    """``group x token`` columns: column ``g * n_tokens + j`` for token ``j`` of a row in group ``g``."""
-    n_tok = block.shape[1]
-    row_of = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
-    indices = group[row_of].astype(np.int64) * n_tok + block.indices
-    return sp.csr_matrix(
-        (np.ones(len(indices), dtype=np.float32), indices, block.indptr.copy()),
-        shape=(block.shape[0], max(n_groups * n_tok, 1)),
-    )
+__all__ = ["CTRBlock", "CTRSpec", "CTRStats"]
 
 
 @dataclass
@@ -82,6 +80,144 @@ class CTRSpec:
         return out
 
 
+
+
+def _row_chunks(tokens: Any, chunk_rows: int) -> Iterator[tuple[int, int, sp.csr_matrix]]:  # noqa: ANN401
+    """``(start, stop, csr rows)`` of a CSR matrix or a :class:`pipeline.io.CSRRowReader`."""
+    if hasattr(tokens, "chunks"):
+        yield from tokens.chunks(chunk_rows, data=False)
+        return
+    tokens = sp.csr_matrix(tokens)
+    for start in range(0, tokens.shape[0], chunk_rows):
+        yield start, min(start + chunk_rows, tokens.shape[0]), tokens[start : start + chunk_rows]
+
+
+def _csr_arrays(rows: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    return rows.indptr.astype(np.int64, copy=False), rows.indices.astype(np.int32, copy=False)
+
+
+class CTRStats:
+    """Per-fold counts of every ``group x token`` key: the source of all CTR statistics.
+
+    A key is a token column of a CTR field crossed with one group code of the
+    row's aid (see :class:`CTRSpec`). After :meth:`fit`, :meth:`transform`
+    returns any rows' statistics computed from the fitting rows of all folds
+    but the (up to two, per row) left-out ones. Every stored entry of the
+    token matrix counts as present (the features stage stores only non-zero
+    counts).
+
+    Parameters
+    ----------
+    spec : CTRSpec
+    chunk_rows : int, default=500000
+        Rows per compiled pass (memory vs. speed).
+
+    Attributes
+    ----------
+    key_map_ : ndarray of int32
+        Index of each key among the present ones, ``-1`` where absent.
+    counts_ : ndarray of int32, shape (n_keys, 2, n_folds)
+        Rows and positives holding each present key, per fold.
+    group_counts_ : ndarray of float64, shape (n_groups, n_codes, n_fields, 2, n_folds)
+        The same summed over the keys of each ``group code x field`` (the priors).
+    fold_counts_ : ndarray of float64, shape (2, n_folds)
+        Rows and positives per fold (the prior of an empty group).
+    n_folds_ : int
+    """
+
+    def __init__(self, spec: CTRSpec, chunk_rows: int = 500_000) -> None:
+        self.spec = spec
+        self.chunk_rows = chunk_rows
+        self.fields_ = [(int(a), int(b)) for _, _, a, b in spec.fields]
+        self.start_ = np.array([a for a, _ in self.fields_], dtype=np.int64)
+        self.n_tok_ = np.array([b - a for a, b in self.fields_], dtype=np.int64)
+        n_cols = max((b for _, b in self.fields_), default=0)
+        self.col_field_ = np.full(n_cols, -1, dtype=np.int32)
+        for f, (a, b) in enumerate(self.fields_):
+            self.col_field_[a:b] = f
+        self.codes_ = [np.asarray(c, dtype=np.int32) for c in spec.groups.values()]
+        self.n_codes_ = np.array([int(c.max()) + 1 if len(c) else 1 for c in self.codes_], dtype=np.int64)
+        sizes = self.n_codes_[:, None] * self.n_tok_[None, :]
+        self.base_ = np.r_[0, np.cumsum(sizes.ravel())][:-1].reshape(sizes.shape).astype(np.int64)
+        self.n_key_space_ = int(sizes.sum())
+        aggs = [[spec.aggs(kind) for _, kind, _, _ in spec.fields] for _ in spec.groups]
+        width = max((len(a) for row in aggs for a in row), default=1)
+        self.agg_codes_ = np.full((len(self.codes_), len(self.fields_), width), -1, dtype=np.int8)
+        self.out_start_ = np.zeros((len(self.codes_), len(self.fields_)), dtype=np.int64)
+        col = 0
+        for g, row in enumerate(aggs):
+            for f, names in enumerate(row):
+                self.out_start_[g, f] = col
+                self.agg_codes_[g, f, : len(names)] = [_k.AGG_CODES[a] for a in names]
+                col += len(names)
+        self.n_out_ = col
+
+    def row_codes(self, aid_idx: np.ndarray) -> np.ndarray:
+        """Group code of each row (by its ``aid_idx``), one column per group."""
+        aid_idx = np.asarray(aid_idx, dtype=np.int64)
+        return np.ascontiguousarray(np.column_stack([c[aid_idx] for c in self.codes_]).astype(np.int32))
+
+    def fit(self, tokens: Any, aid_idx: np.ndarray, y: np.ndarray, folds: np.ndarray) -> "CTRStats":  # noqa: ANN401
+        """Count the keys of the fitting rows, per fold.
+
+        Parameters
+        ----------
+        tokens : csr_matrix or pipeline.io.CSRRowReader
+            Sparse-set rows (read twice, ``chunk_rows`` at a time).
+        aid_idx : ndarray of int
+        y : ndarray of {0, 1}
+        folds : ndarray of int in ``[0, n_folds)``
+        """
+        folds = np.asarray(folds, dtype=np.int64)
+        y = np.asarray(y, dtype=np.int64)
+        if len(folds) and folds.min() < 0:
+            raise ValueError("folds must be non-negative")
+        self.n_folds_ = int(folds.max()) + 1 if len(folds) else 1
+        seen = np.zeros(self.n_key_space_, dtype=np.bool_)
+        for start, stop, rows in _row_chunks(tokens, self.chunk_rows):
+            indptr, indices = _csr_arrays(rows)
+            _k.mark_keys(indptr, indices, self.row_codes(aid_idx[start:stop]), self.col_field_, self.start_,
+                         self.n_tok_, self.base_, seen)
+        self.key_map_ = np.full(self.n_key_space_, -1, dtype=np.int32)
+        present = np.flatnonzero(seen)
+        del seen
+        self.key_map_[present] = np.arange(len(present), dtype=np.int32)
+        self.counts_ = np.zeros((len(present), 2, self.n_folds_), dtype=np.int32)
+        self.group_counts_ = np.zeros(
+            (len(self.codes_), int(self.n_codes_.max(initial=1)), len(self.fields_), 2, self.n_folds_)
+        )
+        self.fold_counts_ = np.zeros((2, self.n_folds_))
+        for start, stop, rows in _row_chunks(tokens, self.chunk_rows):
+            indptr, indices = _csr_arrays(rows)
+            _k.count_keys(indptr, indices, self.row_codes(aid_idx[start:stop]), folds[start:stop], y[start:stop],
+                          self.col_field_, self.start_, self.n_tok_, self.base_, self.key_map_, self.counts_,
+                          self.group_counts_, self.fold_counts_)
+        return self
+
+    def transform(
+        self, tokens: Any, aid_idx: np.ndarray, exclude_a: np.ndarray | int = -1, exclude_b: np.ndarray | int = -1
+    ) -> np.ndarray:  # noqa: ANN401
+        """Statistics of rows from the fitting rows outside folds ``exclude_a`` and ``exclude_b`` (float32).
+
+        ``exclude_a`` and ``exclude_b`` are a fold per row or one for all rows
+        (``-1``: none). Each row's output depends only on that row.
+        """
+        n = tokens.shape[0]
+        out = np.empty((n, self.n_out_), dtype=np.float32)
+        ex_a = np.broadcast_to(np.asarray(exclude_a, dtype=np.int64), (n,))
+        ex_b = np.broadcast_to(np.asarray(exclude_b, dtype=np.int64), (n,))
+        aid_idx = np.asarray(aid_idx)
+        for start, stop, rows in _row_chunks(tokens, self.chunk_rows):
+            indptr, indices = _csr_arrays(rows)
+            _k.encode_rows(
+                indptr, indices, self.row_codes(aid_idx[start:stop]), np.ascontiguousarray(ex_a[start:stop]),
+                np.ascontiguousarray(ex_b[start:stop]), self.col_field_, self.start_, self.n_tok_, self.base_,
+                self.key_map_, self.counts_, self.group_counts_, self.fold_counts_, float(self.spec.smoothing),
+                self.agg_codes_, self.out_start_, out[start:stop],
+            )
+        return out
+
+
 class CTRBlock:
     """The conversion-rate columns of :class:`CTRSpec`, fitted on one set of rows.
 
@@ -90,26 +226,30 @@ class CTRBlock:
     test rows, new pairs) with the statistics of all fitting rows, one row at a
     time: the result of a row does not depend on the rows scored with it.
 
+    A block can also be a view of shared :class:`CTRStats` that leaves one
+    fold out (:meth:`from_stats`): the train stage keeps one set of counts for
+    all its folds, and the saved scorer pickles it once.
+
     Parameters
     ----------
     spec : CTRSpec
 
     Attributes
     ----------
-    encoders_ : list of SparseTargetEncoder
-        One per ``group x field``, in the order of :meth:`CTRSpec.names`.
+    stats_ : CTRStats
+    exclude_ : int
+        The fold left out of :attr:`stats_` (``-1``: none).
     """
 
     def __init__(self, spec: CTRSpec) -> None:
         self.spec = spec
 
-    def _blocks(self) -> list[tuple[np.ndarray, int, str, int, int]]:
-        out = []
-        for codes in self.spec.groups.values():
-            gcode = np.asarray(codes, dtype=np.int64)
-            for _, kind, start, stop in self.spec.fields:
-                out.append((gcode, int(gcode.max()) + 1, kind, start, stop))
-        return out
+    @classmethod
+    def from_stats(cls, stats: CTRStats, exclude: int = -1) -> "CTRBlock":
+        """The block of the fitting rows of ``stats`` outside fold ``exclude``."""
+        block = cls(stats.spec)
+        block.stats_, block.exclude_ = stats, int(exclude)
+        return block
 
     def fit_transform(
         self, tokens: sp.csr_matrix, aid_idx: np.ndarray, y: np.ndarray, folds: np.ndarray
@@ -126,22 +266,10 @@ class CTRBlock:
         folds : ndarray of int
             Fold of each row (the project's fold file, restricted to them).
         """
-        self.encoders_: list[SparseTargetEncoder] = []
-        cols = []
-        for gcode, n_groups, kind, start, stop in self._blocks():
-            enc = SparseTargetEncoder(
-                smoothing=self.spec.smoothing, aggregations=self.spec.aggs(kind), folds=folds,
-                column_groups=np.repeat(np.arange(n_groups), stop - start),
-            )
-            cols.append(enc.fit_transform(cross_tokens(tokens[:, start:stop].tocsr(), gcode[aid_idx], n_groups), y))
-            enc.folds = None  # the fold ids of the fitting rows are not needed to transform
-            self.encoders_.append(enc)
-        return np.hstack(cols).astype(np.float32)
+        _, fold_idx = np.unique(np.asarray(folds), return_inverse=True)
+        self.stats_, self.exclude_ = CTRStats(self.spec).fit(tokens, aid_idx, y, fold_idx), -1
+        return self.stats_.transform(tokens, aid_idx, fold_idx)
 
     def transform(self, tokens: sp.csr_matrix, aid_idx: np.ndarray) -> np.ndarray:
         """Statistics of other rows from all fitting rows (float32)."""
-        cols = [
-            enc.transform(cross_tokens(tokens[:, start:stop].tocsr(), gcode[aid_idx], n_groups))
-            for enc, (gcode, n_groups, _, start, stop) in zip(self.encoders_, self._blocks())
-        ]
-        return np.hstack(cols).astype(np.float32)
+        return self.stats_.transform(tokens, aid_idx, self.exclude_)

@@ -36,6 +36,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "final": "auto",
         "n_jobs": 0,
         "scheduler": "",
+        "chunk_rows": 500_000,
     },
 }
 

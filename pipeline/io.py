@@ -11,7 +11,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["CSRChunkWriter", "atomic_path", "atomic_paths", "open_binary", "write_json"]
+__all__ = [
+    "CSRChunkWriter",
+    "CSRRowReader",
+    "atomic_path",
+    "atomic_paths",
+    "npy_rows",
+    "open_binary",
+    "write_json",
+]
 
 
 def _tmp_for(path: Path) -> Path:
@@ -156,3 +164,108 @@ class CSRChunkWriter:
             for scratch in self._scratch.values():
                 scratch.unlink(missing_ok=True)
         return shape
+
+
+def _npy_data_offset(fh: IO[bytes]) -> tuple[int, Any, tuple[int, ...]]:
+    """Read an ``.npy`` header at the file position; (data offset, dtype, shape)."""
+    import numpy as np
+
+    version = np.lib.format.read_magic(fh)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = read(fh)
+    if fortran:
+        raise ValueError("Fortran-ordered arrays are not supported")
+    return fh.tell(), dtype, tuple(shape)
+
+
+def npy_rows(path: str | os.PathLike[str], start: int, stop: int) -> Any:
+    """Rows ``start:stop`` of a C-ordered ``.npy`` file, read without mapping the file.
+
+    (``np.load(mmap_mode="r")`` would do, but every page it touches counts in
+    the process's resident memory until it is unmapped.)
+    """
+    import numpy as np
+
+    with open(path, "rb") as fh:
+        offset, dtype, shape = _npy_data_offset(fh)
+        row = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
+        start, stop = max(0, start), min(shape[0], stop)
+        fh.seek(offset + start * row * dtype.itemsize)
+        out = np.fromfile(fh, dtype=dtype, count=max(stop - start, 0) * row)
+    return out.reshape((max(stop - start, 0), *shape[1:]))
+
+
+class CSRRowReader:
+    """Read row ranges of a CSR ``.npz`` (as written by :class:`CSRChunkWriter` or ``save_npz``).
+
+    Only ``indptr`` is held; each :meth:`rows` call reads that range's
+    ``indices`` (and ``data``) from the uncompressed archive members. A
+    compressed archive is loaded whole, once, on first use.
+
+    Parameters
+    ----------
+    path : path
+        The ``.npz`` file.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        import zipfile
+
+        import numpy as np
+
+        self.path = Path(path)
+        self._whole = None
+        self._offsets: dict[str, tuple[int, Any]] = {}
+        with zipfile.ZipFile(self.path) as zf:
+            infos = {i.filename: i for i in zf.infolist()}
+            missing = {"format.npy", "shape.npy", "indptr.npy", "indices.npy", "data.npy"} - set(infos)
+            if missing:
+                raise ValueError(f"{self.path}: not a sparse matrix archive (lacks {sorted(missing)})")
+            fmt = np.load(zf.open("format.npy")).item()
+            if (fmt.decode() if isinstance(fmt, bytes) else str(fmt)) != "csr":
+                raise ValueError(f"{self.path}: holds a {fmt!r} matrix, expected csr")
+            self.shape = tuple(int(v) for v in np.load(zf.open("shape.npy")))
+            self.indptr = np.load(zf.open("indptr.npy")).astype(np.int64)
+            stored = all(infos[f"{n}.npy"].compress_type == zipfile.ZIP_STORED for n in ("data", "indices"))
+        if stored:
+            with open(self.path, "rb") as fh:
+                for name in ("data", "indices"):
+                    fh.seek(infos[f"{name}.npy"].header_offset + 26)
+                    n_name, n_extra = np.frombuffer(fh.read(4), dtype="<u2")
+                    fh.seek(infos[f"{name}.npy"].header_offset + 30 + int(n_name) + int(n_extra))
+                    offset, dtype, _ = _npy_data_offset(fh)
+                    self._offsets[name] = (offset, dtype)
+
+    def _read(self, name: str, start: int, stop: int) -> Any:
+        import numpy as np
+
+        offset, dtype = self._offsets[name]
+        with open(self.path, "rb") as fh:
+            fh.seek(offset + start * dtype.itemsize)
+            return np.fromfile(fh, dtype=dtype, count=stop - start)
+
+    def rows(self, start: int, stop: int, data: bool = True) -> Any:
+        """Rows ``start:stop`` as a ``csr_matrix`` (float32 data; all ones when ``data`` is False)."""
+        import numpy as np
+        import scipy.sparse as sp
+
+        start, stop = max(0, start), min(self.shape[0], stop)
+        lo, hi = int(self.indptr[start]), int(self.indptr[stop])
+        indptr = self.indptr[start : stop + 1] - lo
+        if not self._offsets:
+            if self._whole is None:
+                self._whole = sp.load_npz(self.path).tocsr()
+            whole = self._whole
+            indices, values = whole.indices[lo:hi], whole.data[lo:hi]
+        else:
+            indices = self._read("indices", lo, hi)
+            values = self._read("data", lo, hi) if data else None
+        if values is None or not data:
+            values = np.ones(hi - lo, dtype=np.float32)
+        return sp.csr_matrix((values.astype(np.float32, copy=False), indices, indptr), shape=(stop - start, self.shape[1]))
+
+    def chunks(self, chunk_rows: int, data: bool = True) -> Iterator[tuple[int, int, Any]]:
+        """``(start, stop, rows)`` over all rows, ``chunk_rows`` at a time."""
+        for start in range(0, self.shape[0], chunk_rows):
+            stop = min(start + chunk_rows, self.shape[0])
+            yield start, stop, self.rows(start, stop, data=data)

@@ -1,0 +1,157 @@
+"""Compiled passes of :class:`features.ctr.CTRStats` (private).
+
+Every sparse column of a CTR field, crossed with a group code of the row's aid
+(aid, advertiser, product type), is a *key*:
+``base[g, f] + code * n_tokens[f] + (column - start[f])``. Three passes over
+CSR row chunks:
+
+- :func:`mark_keys` flags the keys present in the fitting rows;
+- :func:`count_keys` adds each key's rows and positives per fold
+  (``counts[key, 0 | 1, fold]``), the same per ``group code x field`` (the
+  prior's counts) and per fold (the overall rate);
+- :func:`encode_rows` writes each row's aggregates of the smoothed rates of
+  its known keys, leaving out the folds ``exclude_a[row]`` and
+  ``exclude_b[row]`` (``-1``: none), so one set of counts yields every
+  cross-fitted statistic.
+
+The per-key and per-row formulas are those of
+:class:`features.SparseTargetEncoder`, which the tests use as the reference.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+__all__ = ["count_keys", "encode_rows", "mark_keys"]
+
+AGG_CODES = {"mean": 0, "max": 1, "count": 2, "lor": 3}
+_EPS = 1e-6
+
+
+@numba.njit(cache=True, inline="always")
+def _key(g: int, f: int, code: int, col: int, base: np.ndarray, start: np.ndarray, n_tok: np.ndarray) -> int:
+    return base[g, f] + code * n_tok[f] + col - start[f]
+
+
+@numba.njit(cache=True)
+def mark_keys(indptr, indices, row_codes, col_field, start, n_tok, base, seen):  # noqa: ANN001, ANN201
+    """Set ``seen[key]`` for every key of the rows."""
+    n_cols = len(col_field)
+    for r in range(len(indptr) - 1):
+        for p in range(indptr[r], indptr[r + 1]):
+            c = indices[p]
+            if c >= n_cols or col_field[c] < 0:
+                continue
+            f = col_field[c]
+            for g in range(row_codes.shape[1]):
+                seen[_key(g, f, row_codes[r, g], c, base, start, n_tok)] = True
+
+
+@numba.njit(cache=True)
+def count_keys(  # noqa: ANN201
+    indptr, indices, row_codes, row_fold, row_y, col_field, start, n_tok, base, key_map, counts, group_counts, fold_counts
+):  # noqa: ANN001
+    """Add the rows' keys to ``counts`` (key, 0 rows | 1 positives, fold) and the group and fold totals."""
+    n_cols = len(col_field)
+    for r in range(len(indptr) - 1):
+        fr, yr = row_fold[r], row_y[r]
+        fold_counts[0, fr] += 1
+        fold_counts[1, fr] += yr
+        for p in range(indptr[r], indptr[r + 1]):
+            c = indices[p]
+            if c >= n_cols or col_field[c] < 0:
+                continue
+            f = col_field[c]
+            for g in range(row_codes.shape[1]):
+                code = row_codes[r, g]
+                k = key_map[_key(g, f, code, c, base, start, n_tok)]
+                counts[k, 0, fr] += 1
+                counts[k, 1, fr] += yr
+                group_counts[g, code, f, 0, fr] += 1
+                group_counts[g, code, f, 1, fr] += yr
+
+
+@numba.njit(cache=True, inline="always")
+def _logit(p: float) -> float:
+    p = min(max(p, _EPS), 1.0 - _EPS)
+    return np.log(p / (1.0 - p))
+
+
+@numba.njit(cache=True, parallel=True)
+def encode_rows(  # noqa: ANN201, PLR0913
+    indptr, indices, row_codes, exclude_a, exclude_b, col_field, start, n_tok, base, key_map, counts,
+    group_counts, fold_counts, smoothing, agg_codes, out_start, out,
+):  # noqa: ANN001
+    """Write each row's aggregates of its known keys' smoothed rates into ``out`` (see the module doc)."""
+    n_rows = len(indptr) - 1
+    n_groups, n_fields = row_codes.shape[1], len(start)
+    n_folds = counts.shape[2]
+    n_cols = len(col_field)
+    block = 512
+    for b in numba.prange((n_rows + block - 1) // block):
+        acc = np.empty((n_groups, n_fields, 4))  # sum of rates, max, count, sum of log-odds ratios
+        prior = np.empty((n_groups, n_fields))
+        for r in range(b * block, min((b + 1) * block, n_rows)):
+            ea, eb = exclude_a[r], exclude_b[r]
+            rows = 0.0
+            pos = 0.0
+            for k in range(n_folds):
+                if k != ea and k != eb:
+                    rows += fold_counts[0, k]
+                    pos += fold_counts[1, k]
+            overall = pos / rows if rows > 0 else 0.0
+            for g in range(n_groups):
+                code = row_codes[r, g]
+                for f in range(n_fields):
+                    gn = 0.0
+                    gp = 0.0
+                    for k in range(n_folds):
+                        if k != ea and k != eb:
+                            gn += group_counts[g, code, f, 0, k]
+                            gp += group_counts[g, code, f, 1, k]
+                    prior[g, f] = gp / gn if gn > 0 else overall
+                    acc[g, f, 0] = 0.0
+                    acc[g, f, 1] = -np.inf
+                    acc[g, f, 2] = 0.0
+                    acc[g, f, 3] = 0.0
+            for p in range(indptr[r], indptr[r + 1]):
+                c = indices[p]
+                if c >= n_cols or col_field[c] < 0:
+                    continue
+                f = col_field[c]
+                for g in range(n_groups):
+                    key = _key(g, f, row_codes[r, g], c, base, start, n_tok)
+                    if key >= len(key_map) or key_map[key] < 0:
+                        continue
+                    k_idx = key_map[key]
+                    n = 0.0
+                    npos = 0.0
+                    for k in range(n_folds):
+                        if k != ea and k != eb:
+                            n += counts[k_idx, 0, k]
+                            npos += counts[k_idx, 1, k]
+                    if n <= 0:
+                        continue
+                    rate = (npos + smoothing * prior[g, f]) / (n + smoothing)
+                    acc[g, f, 0] += rate
+                    acc[g, f, 1] = max(acc[g, f, 1], rate)
+                    acc[g, f, 2] += 1.0
+                    acc[g, f, 3] += _logit(rate) - _logit(prior[g, f])
+            for g in range(n_groups):
+                for f in range(n_fields):
+                    col = out_start[g, f]
+                    cnt = acc[g, f, 2]
+                    for a in range(agg_codes.shape[2]):
+                        code = agg_codes[g, f, a]
+                        if code < 0:
+                            break
+                        if code == 0:
+                            out[r, col] = acc[g, f, 0] / cnt if cnt > 0 else np.nan
+                        elif code == 1:
+                            out[r, col] = acc[g, f, 1] if cnt > 0 else np.nan
+                        elif code == 2:
+                            out[r, col] = cnt
+                        else:
+                            out[r, col] = acc[g, f, 3]
+                        col += 1

@@ -1,0 +1,110 @@
+"""The compiled CTR block against the reference: one SparseTargetEncoder per group x field."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from features import SparseTargetEncoder
+from features.ctr import CTRBlock, CTRSpec, CTRStats
+from pipeline.io import CSRChunkWriter, CSRRowReader
+
+AGGS = ("mean", "max", "count", "lor")
+
+
+def _cross(block: sp.csr_matrix, group: np.ndarray, n_groups: int) -> sp.csr_matrix:
+    """``group x token`` columns, by a Python loop over the rows."""
+    rows, cols = [], []
+    for i in range(block.shape[0]):
+        for j in block.indices[block.indptr[i] : block.indptr[i + 1]]:
+            rows.append(i)
+            cols.append(group[i] * block.shape[1] + j)
+    return sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(block.shape[0], n_groups * block.shape[1]))
+
+
+def _reference(spec: CTRSpec, fit_X, fit_aid, y, folds, other_X, other_aid) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    """Cross-fitted statistics of the fitting rows and full-fit statistics of other rows."""
+    fit_cols, other_cols = [], []
+    for codes in spec.groups.values():
+        gcode = np.asarray(codes)
+        n_groups = int(gcode.max()) + 1
+        for _, kind, start, stop in spec.fields:
+            enc = SparseTargetEncoder(
+                smoothing=spec.smoothing, aggregations=spec.aggs(kind), folds=folds,
+                column_groups=np.repeat(np.arange(n_groups), stop - start),
+            )
+            fit_cols.append(enc.fit_transform(_cross(fit_X[:, start:stop].tocsr(), gcode[fit_aid], n_groups), y))
+            other_cols.append(enc.transform(_cross(other_X[:, start:stop].tocsr(), gcode[other_aid], n_groups)))
+    return np.hstack(fit_cols).astype(np.float32), np.hstack(other_cols).astype(np.float32)
+
+
+def _data(seed: int, n: int = 300, n_aids: int = 4):  # noqa: ANN202
+    rng = np.random.default_rng(seed)
+    # columns 0-1: not a CTR field; 2-5 single-valued; 6-13 multi-valued; 14: unused
+    fields = [("age", "single", 2, 6), ("kw", "multi", 6, 14)]
+    spec = CTRSpec(fields, {"aid": list(range(n_aids)), "adv": [0, 1, 1, 0][:n_aids]}, 5.0, AGGS)
+    rows = []
+    for _ in range(n):
+        cols = {int(rng.integers(0, 2)), int(rng.integers(2, 6))}
+        cols |= set(rng.choice(np.arange(6, 15), size=rng.integers(0, 4), replace=False).tolist())
+        rows.append(sorted(cols))
+    indptr = np.r_[0, np.cumsum([len(r) for r in rows])]
+    X = sp.csr_matrix((rng.integers(1, 3, indptr[-1]).astype(np.float32), np.concatenate(rows), indptr), shape=(n, 15))
+    aid = rng.integers(0, n_aids, n)
+    # labels that depend on the tokens, so the rates differ
+    y = ((X[:, 7].toarray().ravel() > 0) & (rng.random(n) < 0.6) | (rng.random(n) < 0.1)).astype(np.int64)
+    folds = rng.integers(0, 4, n)
+    return spec, X, aid, y, folds
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_block_matches_one_encoder_per_group_and_field(seed: int) -> None:
+    spec, X, aid, y, folds = _data(seed)
+    fit, other = np.arange(200), np.arange(200, 300)
+    want_fit, want_other = _reference(spec, X[fit], aid[fit], y[fit], folds[fit], X[other], aid[other])
+    block = CTRBlock(spec)
+    got_fit = block.fit_transform(X[fit], aid[fit], y[fit], folds[fit])
+    np.testing.assert_allclose(got_fit, want_fit, rtol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(block.transform(X[other], aid[other]), want_other, rtol=1e-6, equal_nan=True)
+    assert got_fit.shape[1] == len(spec.names())
+
+
+def test_leaving_folds_out_of_shared_counts_equals_refitting_without_them() -> None:
+    """One set of counts gives every outer fold's design: fit rows leave out (k, own fold), others k."""
+    spec, X, aid, y, folds = _data(3, n=400)
+    stats = CTRStats(spec, chunk_rows=37).fit(X, aid, y, folds)
+    for k in range(4):
+        fit, held = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
+        want_fit, want_held = _reference(spec, X[fit], aid[fit], y[fit], folds[fit], X[held], aid[held])
+        np.testing.assert_allclose(stats.transform(X[fit], aid[fit], k, folds[fit]), want_fit, rtol=1e-6,
+                                   equal_nan=True)
+        held_block = CTRBlock.from_stats(stats, k)
+        np.testing.assert_allclose(held_block.transform(X[held], aid[held]), want_held, rtol=1e-6, equal_nan=True)
+
+
+def test_rows_do_not_depend_on_the_chunk_or_the_reader(tmp_path) -> None:  # noqa: ANN001
+    spec, X, aid, y, folds = _data(4, n=250)
+    path = tmp_path / "x.npz"
+    writer = CSRChunkWriter(path, X.shape[1])
+    for start in range(0, X.shape[0], 60):
+        writer.append(X[start : start + 60])
+    writer.close()
+    whole = CTRStats(spec).fit(X, aid, y, folds)
+    chunked = CTRStats(spec, chunk_rows=7).fit(CSRRowReader(path), aid, y, folds)
+    assert np.array_equal(whole.counts_, chunked.counts_)
+    assert np.array_equal(whole.key_map_, chunked.key_map_)
+    a = whole.transform(X, aid, 1, folds)
+    b = chunked.transform(CSRRowReader(path), aid, 1, folds)
+    single = np.vstack([whole.transform(X[i : i + 1], aid[i : i + 1], 1, folds[i : i + 1]) for i in range(20)])
+    assert np.array_equal(a, b, equal_nan=True)
+    assert np.array_equal(a[:20], single, equal_nan=True)
+
+
+def test_unseen_tokens_and_columns_outside_the_fields_are_ignored() -> None:
+    spec, X, aid, y, folds = _data(5, n=100)
+    stats = CTRStats(spec).fit(X[:, :14], aid, y, folds)  # column 14 never fitted
+    extra = sp.csr_matrix(([1.0, 1.0], ([0, 0], [14, 20])), shape=(1, 30))
+    out = stats.transform(extra, aid[:1])
+    assert np.isnan(out[0, 0])  # aid x age: mean of no known key
+    assert (out[0, np.array(spec.names()) == "ctr_aid_kw_count"] == 0).all()

@@ -296,12 +296,18 @@ class _Design:
             self.stats = CTRStats(CTRSpec.from_json(columns["ctr"]), chunk_rows).fit(
                 self.sparse["train"], aid_idx["train"], y, folds
             )
+        self.n_dense = len(columns["dense"])
+        self.width = self.n_dense + (self.stats.n_out_ if self.stats is not None else 0)
         self._fit_cache: tuple | None = None
 
-    def _chunks(self, part: str, fset: str, k: int):  # noqa: ANN202
-        """``(rows kept, design matrix)`` per chunk of ``part``: "fit", "held" or "test" of fold ``k``."""
+    def _chunks(self, part: str, fset: str, k: int, into: np.ndarray | None = None):  # noqa: ANN202
+        """Design matrix per chunk of ``part``: "fit", "held" or "test" of fold ``k``.
+
+        For the dense set, ``into`` (rows of ``part`` x columns) is filled in
+        place and the chunks yielded are its row slices.
+        """
         src = "test" if part == "test" else "train"
-        n = self.sparse[src].shape[0]
+        n, at = self.sparse[src].shape[0], 0
         for start in range(0, n, self.chunk_rows):
             stop = min(start + self.chunk_rows, n)
             keep = np.arange(start, stop)
@@ -310,37 +316,40 @@ class _Design:
                 keep = keep[in_k if part == "held" else ~in_k]
             if not len(keep):
                 continue
-            sparse = self.sparse[src].rows(start, stop, data=fset != "dense")[keep - start]
+            tokens = self.sparse[src].rows(start, stop, data=fset != "dense")
+            inner = self.folds[keep] if part == "fit" else -1  # training rows: out of their own fold too
+            if fset == "dense":
+                out = np.empty((len(keep), self.width), np.float32) if into is None else into[at : at + len(keep)]
+                out[:, : self.n_dense] = npy_rows(self.dense[src], start, stop)[keep - start]
+                self.stats.transform(tokens, self.aid_idx[src][keep], k, inner, rows=keep - start,
+                                     out=out[:, self.n_dense :])
+                at += len(keep)
+                yield out
+                continue
+            sparse = tokens[keep - start]
             dense = ctr = None
-            if fset in ("dense", "full"):
+            if fset == "full":
                 dense = npy_rows(self.dense[src], start, stop)[keep - start]
-                inner = self.folds[keep] if part == "fit" else -1  # training rows: out of their own fold too
-                ctr = self.stats.transform(sparse, self.aid_idx[src][keep], k, inner)
-            yield keep, design_matrix(fset, sparse, dense, ctr, self.n_raw)
+                ctr = self.stats.transform(tokens, self.aid_idx[src][keep], k, inner, rows=keep - start)
+            yield design_matrix(fset, sparse, dense, ctr, self.n_raw)
 
     def fit_matrix(self, fset: str, k: int):  # noqa: ANN201
         """Design of the training rows of fold ``k`` (cached for the next model on the same fold)."""
         if self._fit_cache is not None and self._fit_cache[0] == (fset, k):
             return self._fit_cache[1]
         self._fit_cache = None
-        n_fit = int((self.folds != k).sum())
-        parts, X, at = [], None, 0
-        for _, chunk in self._chunks("fit", fset, k):
-            if isinstance(chunk, np.ndarray):  # fill one array: no second copy of the rows
-                if X is None:
-                    X = np.empty((n_fit, chunk.shape[1]), dtype=np.float32)
-                X[at : at + len(chunk)] = chunk
-                at += len(chunk)
-            else:
-                parts.append(chunk)
-        if X is None:
-            X = sp.vstack(parts, format="csr")
+        if fset == "dense":  # filled in place: no second copy of the rows
+            X = np.empty((int((self.folds != k).sum()), self.width), dtype=np.float32)
+            for _ in self._chunks("fit", fset, k, into=X):
+                pass
+        else:
+            X = sp.vstack(list(self._chunks("fit", fset, k)), format="csr")
         self._fit_cache = ((fset, k), X)
         return X
 
     def predict(self, est: BaseEstimator, fset: str, k: int, part: str) -> np.ndarray:
         """Probabilities of the held-out rows of fold ``k`` (``part="held"``) or of the test rows."""
-        return np.concatenate([est.predict_proba(X)[:, 1] for _, X in self._chunks(part, fset, k)])
+        return np.concatenate([est.predict_proba(X)[:, 1] for X in self._chunks(part, fset, k)])
 
 
 def _choose_final(results: list[CVResult], wanted: str, y: np.ndarray, aid: np.ndarray) -> CVResult:

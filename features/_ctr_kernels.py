@@ -23,7 +23,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["count_keys", "encode_rows", "mark_keys"]
+__all__ = ["count_keys", "encode_rows", "logits", "mark_keys"]
 
 AGG_CODES = {"mean": 0, "max": 1, "count": 2, "lor": 3}
 _EPS = 1e-6
@@ -35,10 +35,10 @@ def _key(g: int, f: int, code: int, col: int, base: np.ndarray, start: np.ndarra
 
 
 @numba.njit(cache=True)
-def mark_keys(indptr, indices, row_codes, col_field, start, n_tok, base, seen):  # noqa: ANN001, ANN201
-    """Set ``seen[key]`` for every key of the rows."""
+def mark_keys(indptr, indices, order, row_codes, col_field, start, n_tok, base, seen):  # noqa: ANN001, ANN201
+    """Set ``seen[key]`` for every key of the rows (visited in ``order``)."""
     n_cols = len(col_field)
-    for r in range(len(indptr) - 1):
+    for r in order:
         for p in range(indptr[r], indptr[r + 1]):
             c = indices[p]
             if c >= n_cols or col_field[c] < 0:
@@ -50,11 +50,15 @@ def mark_keys(indptr, indices, row_codes, col_field, start, n_tok, base, seen): 
 
 @numba.njit(cache=True)
 def count_keys(  # noqa: ANN201
-    indptr, indices, row_codes, row_fold, row_y, col_field, start, n_tok, base, key_map, counts, group_counts, fold_counts
+    indptr, indices, order, row_codes, row_fold, row_y, col_field, start, n_tok, base, key_map, counts, group_counts,
+    fold_counts,
 ):  # noqa: ANN001
-    """Add the rows' keys to ``counts`` (key, 0 rows | 1 positives, fold) and the group and fold totals."""
+    """Add the rows' keys to ``counts`` (key, 0 rows | 1 positives, fold) and the group and fold totals.
+
+    Rows are visited in ``order`` (integer sums: the order changes only the speed).
+    """
     n_cols = len(col_field)
-    for r in range(len(indptr) - 1):
+    for r in order:
         fr, yr = row_fold[r], row_y[r]
         fold_counts[0, fr] += 1
         fold_counts[1, fr] += yr
@@ -78,39 +82,41 @@ def _logit(p: float) -> float:
     return np.log(p / (1.0 - p))
 
 
+@numba.njit(cache=True)
+def logits(p):  # noqa: ANN001, ANN201
+    """:func:`_logit` of every element (the same compiled code as the per-key one)."""
+    out = np.empty_like(p)
+    flat, res = p.ravel(), out.ravel()
+    for i in range(len(flat)):
+        res[i] = _logit(flat[i])
+    return out
+
+
 @numba.njit(cache=True, parallel=True)
 def encode_rows(  # noqa: ANN201, PLR0913
-    indptr, indices, row_codes, exclude_a, exclude_b, col_field, start, n_tok, base, key_map, counts,
-    group_counts, fold_counts, smoothing, agg_codes, out_start, out,
+    indptr, indices, rows, order, row_codes, exclude_a, exclude_b, col_field, start, n_tok, base, key_map, counts,
+    priors, prior_logits, smoothing, agg_codes, out_start, out,
 ):  # noqa: ANN001
-    """Write each row's aggregates of its known keys' smoothed rates into ``out`` (see the module doc)."""
-    n_rows = len(indptr) - 1
+    """Write the aggregates of the known keys' smoothed rates of rows ``rows`` into ``out`` (see the module doc).
+
+    Rows are visited in ``order`` (rows of one aid together: their keys are
+    neighbours in the tables, which keeps them in cache); each row's output
+    depends only on that row. ``priors[a + 1, b + 1, g, code, f]`` is the prior of ``group code x
+    field`` without folds ``a`` and ``b``; ``prior_logits`` its clipped logit.
+    """
+    n_rows = len(rows)
     n_groups, n_fields = row_codes.shape[1], len(start)
     n_folds = counts.shape[2]
     n_cols = len(col_field)
     block = 512
     for b in numba.prange((n_rows + block - 1) // block):
         acc = np.empty((n_groups, n_fields, 4))  # sum of rates, max, count, sum of log-odds ratios
-        prior = np.empty((n_groups, n_fields))
-        for r in range(b * block, min((b + 1) * block, n_rows)):
-            ea, eb = exclude_a[r], exclude_b[r]
-            rows = 0.0
-            pos = 0.0
-            for k in range(n_folds):
-                if k != ea and k != eb:
-                    rows += fold_counts[0, k]
-                    pos += fold_counts[1, k]
-            overall = pos / rows if rows > 0 else 0.0
+        for j in range(b * block, min((b + 1) * block, n_rows)):
+            i = order[j]
+            r = rows[i]
+            ea, eb = exclude_a[i], exclude_b[i]
             for g in range(n_groups):
-                code = row_codes[r, g]
                 for f in range(n_fields):
-                    gn = 0.0
-                    gp = 0.0
-                    for k in range(n_folds):
-                        if k != ea and k != eb:
-                            gn += group_counts[g, code, f, 0, k]
-                            gp += group_counts[g, code, f, 1, k]
-                    prior[g, f] = gp / gn if gn > 0 else overall
                     acc[g, f, 0] = 0.0
                     acc[g, f, 1] = -np.inf
                     acc[g, f, 2] = 0.0
@@ -121,23 +127,26 @@ def encode_rows(  # noqa: ANN201, PLR0913
                     continue
                 f = col_field[c]
                 for g in range(n_groups):
-                    key = _key(g, f, row_codes[r, g], c, base, start, n_tok)
+                    code = row_codes[i, g]
+                    key = _key(g, f, code, c, base, start, n_tok)
                     if key >= len(key_map) or key_map[key] < 0:
                         continue
                     k_idx = key_map[key]
-                    n = 0.0
-                    npos = 0.0
+                    n = 0
+                    npos = 0
                     for k in range(n_folds):
                         if k != ea and k != eb:
                             n += counts[k_idx, 0, k]
                             npos += counts[k_idx, 1, k]
                     if n <= 0:
                         continue
-                    rate = (npos + smoothing * prior[g, f]) / (n + smoothing)
+                    prior = priors[ea + 1, eb + 1, g, code, f]
+                    rate = (npos + smoothing * prior) / (n + smoothing)
                     acc[g, f, 0] += rate
                     acc[g, f, 1] = max(acc[g, f, 1], rate)
                     acc[g, f, 2] += 1.0
-                    acc[g, f, 3] += _logit(rate) - _logit(prior[g, f])
+                    if _wants_lor(agg_codes, g, f):
+                        acc[g, f, 3] += _logit(rate) - prior_logits[ea + 1, eb + 1, g, code, f]
             for g in range(n_groups):
                 for f in range(n_fields):
                     col = out_start[g, f]
@@ -147,11 +156,19 @@ def encode_rows(  # noqa: ANN201, PLR0913
                         if code < 0:
                             break
                         if code == 0:
-                            out[r, col] = acc[g, f, 0] / cnt if cnt > 0 else np.nan
+                            out[i, col] = acc[g, f, 0] / cnt if cnt > 0 else np.nan
                         elif code == 1:
-                            out[r, col] = acc[g, f, 1] if cnt > 0 else np.nan
+                            out[i, col] = acc[g, f, 1] if cnt > 0 else np.nan
                         elif code == 2:
-                            out[r, col] = cnt
+                            out[i, col] = cnt
                         else:
-                            out[r, col] = acc[g, f, 3]
+                            out[i, col] = acc[g, f, 3]
                         col += 1
+
+
+@numba.njit(cache=True, inline="always")
+def _wants_lor(agg_codes: np.ndarray, g: int, f: int) -> bool:
+    for a in range(agg_codes.shape[2]):
+        if agg_codes[g, f, a] == 3:
+            return True
+    return False

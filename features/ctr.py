@@ -176,7 +176,7 @@ class CTRStats:
         seen = np.zeros(self.n_key_space_, dtype=np.bool_)
         for start, stop, rows in _row_chunks(tokens, self.chunk_rows):
             indptr, indices = _csr_arrays(rows)
-            _k.mark_keys(indptr, indices, self.row_codes(aid_idx[start:stop]), self.col_field_, self.start_,
+            _k.mark_keys(indptr, indices, np.argsort(aid_idx[start:stop], kind="stable"), self.row_codes(aid_idx[start:stop]), self.col_field_, self.start_,
                          self.n_tok_, self.base_, seen)
         self.key_map_ = np.full(self.n_key_space_, -1, dtype=np.int32)
         present = np.flatnonzero(seen)
@@ -189,33 +189,76 @@ class CTRStats:
         self.fold_counts_ = np.zeros((2, self.n_folds_))
         for start, stop, rows in _row_chunks(tokens, self.chunk_rows):
             indptr, indices = _csr_arrays(rows)
-            _k.count_keys(indptr, indices, self.row_codes(aid_idx[start:stop]), folds[start:stop], y[start:stop],
+            _k.count_keys(indptr, indices, np.argsort(aid_idx[start:stop], kind="stable"),
+                          self.row_codes(aid_idx[start:stop]), folds[start:stop], y[start:stop],
                           self.col_field_, self.start_, self.n_tok_, self.base_, self.key_map_, self.counts_,
                           self.group_counts_, self.fold_counts_)
         return self
 
+    def priors(self) -> np.ndarray:
+        """``[a + 1, b + 1, group, code, field]``: prior rate without folds ``a`` and ``b`` (``-1``: none).
+
+        A ``group code x field``'s token-weighted rate, or the overall rate
+        of the rows where it has no tokens. (Sums of integer counts: exact in
+        any order.)
+        """
+        n_f = self.n_folds_
+        out = np.empty((n_f + 1, n_f + 1, *self.group_counts_.shape[:3]))
+        for a in range(-1, n_f):
+            for b in range(-1, n_f):
+                keep = np.ones(n_f, dtype=bool)
+                keep[[k for k in (a, b) if k >= 0]] = False
+                rows, pos = self.fold_counts_[:, keep].sum(axis=1)
+                n = self.group_counts_[..., 0, keep].sum(axis=-1)
+                p = self.group_counts_[..., 1, keep].sum(axis=-1)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    out[a + 1, b + 1] = np.where(n > 0, p / np.maximum(n, 1e-12), pos / rows if rows > 0 else 0.0)
+        return out
+
     def transform(
-        self, tokens: Any, aid_idx: np.ndarray, exclude_a: np.ndarray | int = -1, exclude_b: np.ndarray | int = -1
+        self, tokens: Any, aid_idx: np.ndarray, exclude_a: np.ndarray | int = -1, exclude_b: np.ndarray | int = -1,
+        rows: np.ndarray | None = None, out: np.ndarray | None = None,
     ) -> np.ndarray:  # noqa: ANN401
         """Statistics of rows from the fitting rows outside folds ``exclude_a`` and ``exclude_b`` (float32).
 
-        ``exclude_a`` and ``exclude_b`` are a fold per row or one for all rows
-        (``-1``: none). Each row's output depends only on that row.
+        Parameters
+        ----------
+        tokens : csr_matrix or CSRRowReader
+        aid_idx : ndarray of int
+            Of each output row.
+        exclude_a, exclude_b : int or ndarray of int
+            Folds left out, per output row or for all (``-1``: none).
+        rows : ndarray of int, optional
+            Rows of ``tokens`` to encode (default: all, in order).
+        out : ndarray of float32, optional
+            Written in place (a column slice of a design matrix is fine).
+
+        Each row's output depends only on that row.
         """
-        n = tokens.shape[0]
-        out = np.empty((n, self.n_out_), dtype=np.float32)
+        n = tokens.shape[0] if rows is None else len(rows)
+        if out is None:
+            out = np.empty((n, self.n_out_), dtype=np.float32)
         ex_a = np.broadcast_to(np.asarray(exclude_a, dtype=np.int64), (n,))
         ex_b = np.broadcast_to(np.asarray(exclude_b, dtype=np.int64), (n,))
         aid_idx = np.asarray(aid_idx)
-        for start, stop, rows in _row_chunks(tokens, self.chunk_rows):
-            indptr, indices = _csr_arrays(rows)
-            _k.encode_rows(
-                indptr, indices, self.row_codes(aid_idx[start:stop]), np.ascontiguousarray(ex_a[start:stop]),
-                np.ascontiguousarray(ex_b[start:stop]), self.col_field_, self.start_, self.n_tok_, self.base_,
-                self.key_map_, self.counts_, self.group_counts_, self.fold_counts_, float(self.spec.smoothing),
-                self.agg_codes_, self.out_start_, out[start:stop],
-            )
+        priors = self.priors()
+        if rows is not None:  # one chunk: the rows' positions in it
+            indptr, indices = _csr_arrays(sp.csr_matrix(tokens))
+            self._encode(indptr, indices, np.asarray(rows, dtype=np.int64), aid_idx, ex_a, ex_b, priors, out)
+            return out
+        for start, stop, chunk in _row_chunks(tokens, self.chunk_rows):
+            indptr, indices = _csr_arrays(chunk)
+            self._encode(indptr, indices, np.arange(stop - start), aid_idx[start:stop], ex_a[start:stop],
+                         ex_b[start:stop], priors, out[start:stop])
         return out
+
+    def _encode(self, indptr, indices, rows, aid_idx, ex_a, ex_b, priors, out) -> None:  # noqa: ANN001
+        order = np.argsort(aid_idx, kind="stable")  # one aid's keys are neighbours in the tables
+        _k.encode_rows(
+            indptr, indices, rows, order, self.row_codes(aid_idx), np.ascontiguousarray(ex_a), np.ascontiguousarray(ex_b),
+            self.col_field_, self.start_, self.n_tok_, self.base_, self.key_map_, self.counts_, priors,
+            _k.logits(np.ascontiguousarray(priors)), float(self.spec.smoothing), self.agg_codes_, self.out_start_, out,
+        )
 
 
 class CTRBlock:

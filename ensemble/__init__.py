@@ -2,6 +2,7 @@
 
 from ensemble._bagging import BalanceCascadeLGBM, BaseLGBMBagging, EasyEnsembleLGBM, ReferenceLGBM
 from ensemble._device import resolve_device
+from ensemble._peraid import PerAidLGBM
 from ensemble.metrics import AidAUC, per_aid_auc
 
 __all__ = [
@@ -9,6 +10,7 @@ __all__ = [
     "BalanceCascadeLGBM",
     "BaseLGBMBagging",
     "EasyEnsembleLGBM",
+    "PerAidLGBM",
     "ReferenceLGBM",
     "per_aid_auc",
     "resolve_device",

@@ -19,6 +19,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import scipy.sparse as sp
+from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -116,8 +117,14 @@ class BaseLGBMBagging(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     # -- public API --------------------------------------------------------
-    def fit(self, X: _Matrix, y: np.ndarray) -> "BaseLGBMBagging":
-        """Train the bags on ``X``, ``y`` (binary)."""
+    def fit(self, X: _Matrix, y: np.ndarray, init_score: np.ndarray | None = None) -> "BaseLGBMBagging":
+        """Train the bags on ``X``, ``y`` (binary).
+
+        ``init_score``: optional log-odds per row (at the full class balance)
+        that every bag boosts from, so the bags learn corrections to it (see
+        :class:`ensemble.PerAidLGBM`'s hybrid). Bags that undersample the
+        negatives shift it by ``-log(share kept)``.
+        """
         X, y = validate_data(
             self, X, y, accept_sparse="csr", ensure_all_finite="allow-nan", dtype=(np.float32, np.float64)
         )
@@ -132,18 +139,39 @@ class BaseLGBMBagging(ClassifierMixin, BaseEstimator):
             raise ValueError("n_bags must be >= 1 and ratio > 0")
         self.device_ = resolve_device(self.device)
         self.estimators_: list[lgb.Booster] = []
-        self._fit_bags(X, y01.astype(np.int8), np.random.default_rng(self.random_state))
+        self.boosts_from_init_ = init_score is not None
+        if init_score is not None:
+            init_score = np.asarray(init_score, dtype=np.float64).ravel()
+            if init_score.shape != (X.shape[0],) or not np.isfinite(init_score).all():
+                raise ValueError(f"init_score must hold one finite value per row ({X.shape[0]})")
+            if not isinstance(self, (ReferenceLGBM, EasyEnsembleLGBM)):
+                raise ValueError(f"{type(self).__name__} does not boost from an init_score")
+        self._init = init_score
+        try:
+            self._fit_bags(X, y01.astype(np.int8), np.random.default_rng(self.random_state))
+        finally:
+            del self._init
         return self
 
-    def predict_proba(self, X: _Matrix) -> np.ndarray:
-        """Average of the bags' probabilities of class ``classes_[1]``."""
+    def predict_proba(self, X: _Matrix, init_score: np.ndarray | None = None) -> np.ndarray:
+        """Average of the bags' probabilities of class ``classes_[1]``.
+
+        ``init_score`` is required when the bags were fitted with one (the
+        same log-odds for these rows), and refused otherwise.
+        """
         check_is_fitted(self, "estimators_")
         X = validate_data(
             self, X, accept_sparse="csr", ensure_all_finite="allow-nan", reset=False,
             dtype=(np.float32, np.float64),
         )
+        if (init_score is not None) != getattr(self, "boosts_from_init_", False):
+            raise ValueError("pass init_score to predict_proba exactly when fit had one")
         p = np.zeros(X.shape[0])
         for booster, beta in zip(self.estimators_, self._betas()):
+            if init_score is not None:  # the bag's margin plus the init is the log-odds at full balance
+                margin = booster.predict(X, num_iteration=booster.best_iteration or None, raw_score=True)
+                p += expit(margin + np.asarray(init_score, dtype=np.float64))
+                continue
             raw = booster.predict(X, num_iteration=booster.best_iteration or None)
             p += _undo_undersampling(raw, beta)
         p /= len(self.estimators_)
@@ -194,14 +222,23 @@ class BaseLGBMBagging(ClassifierMixin, BaseEstimator):
         }
 
     def _train_bag(
-        self, X: _Matrix, y: np.ndarray, bag: np.ndarray, stop: np.ndarray | None, seed: int
+        self, X: _Matrix, y: np.ndarray, bag: np.ndarray, stop: np.ndarray | None, seed: int, beta: float = 1.0
     ) -> lgb.Booster:
-        """One LightGBM on rows ``bag``, early-stopped on rows ``stop`` (not in the bag)."""
+        """One LightGBM on rows ``bag``, early-stopped on rows ``stop`` (not in the bag).
+
+        ``beta``: the share of negatives the bag kept (shifts an init score).
+        """
         params = self._params(seed)
         cat = self.categorical_feature if self.categorical_feature is not None else "auto"
-        dtrain = lgb.Dataset(X[bag], y[bag], categorical_feature=cat, params=params, free_raw_data=True)
+        init = getattr(self, "_init", None)
+
+        def offset(rows: np.ndarray) -> np.ndarray | None:
+            return None if init is None else init[rows] - math.log(beta)
+
+        dtrain = lgb.Dataset(X[bag], y[bag], categorical_feature=cat, params=params, free_raw_data=True,
+                             init_score=offset(bag))
         use_stop = stop is not None and self.early_stopping_rounds > 0 and 0 < y[stop].sum() < len(stop)
-        valid = [lgb.Dataset(X[stop], y[stop], reference=dtrain)] if use_stop else []
+        valid = [lgb.Dataset(X[stop], y[stop], reference=dtrain, init_score=offset(stop))] if use_stop else []
         callbacks = [lgb.early_stopping(self.early_stopping_rounds, verbose=False)] if use_stop else []
         feval = None
         if use_stop and self.group_column is not None:
@@ -311,8 +348,8 @@ class EasyEnsembleLGBM(BaseLGBMBagging):
         self.negative_share_ = []
         for b in range(self.n_bags):
             bag, stop, n_neg = self._draw_bag(pos, neg, rng)
-            self.estimators_.append(self._train_bag(X, y, bag, stop, self.random_state + b))
             self.negative_share_.append(n_neg / len(neg))
+            self.estimators_.append(self._train_bag(X, y, bag, stop, self.random_state + b, self.negative_share_[-1]))
 
     def _betas(self) -> list[float]:
         return list(self.negative_share_)

@@ -155,24 +155,59 @@ class Blend(BaseEstimator):
 class Stack(BaseEstimator):
     """Logistic regression on each model's logit and its within-aid rank.
 
+    With ``by_seed_size``, each rank also enters multiplied by the aid's
+    standardised seed size (``log(1 + positives)`` in the fitting rows), so a
+    model's weight can change with the size of the seed: per-aid models can
+    count more for large seeds and the global model for small ones.
+
     Attributes
     ----------
     ranker_ : AidRank
     meta_ : LogisticRegression
+    seed_size_ : dict of aid -> float
+        Standardised log seed size of each aid (``by_seed_size`` only).
     """
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, by_seed_size: bool = False) -> None:
         self.seed = seed
+        self.by_seed_size = by_seed_size
 
     def _features(self, P: np.ndarray, aid: np.ndarray) -> np.ndarray:
         clipped = np.clip(np.asarray(P, dtype=np.float64), 1e-6, 1 - 1e-6)
-        return np.column_stack([logit(clipped), self.ranker_.transform(P, aid)])
+        ranks = self.ranker_.transform(P, aid)
+        cols = [logit(clipped), ranks]
+        if self.by_seed_size:
+            cols.append(ranks * self.size_of(aid)[:, None])
+        return np.column_stack(cols)
+
+    def size_of(self, aid: np.ndarray) -> np.ndarray:
+        """Standardised log seed size of each row's aid."""
+        keys = np.array(sorted(self.seed_size_))
+        pos = sorted_index(keys, np.asarray(aid))
+        if (pos < 0).any():
+            raise ValueError(f"aids never seen in fit: {np.unique(np.asarray(aid)[pos < 0])[:5].tolist()}")
+        return np.array([self.seed_size_[k] for k in keys])[pos]
 
     def fit(self, P: np.ndarray, y: np.ndarray, aid: np.ndarray) -> "Stack":
         """Fit the rank map and the meta-learner on out-of-fold predictions ``P``."""
         self.ranker_ = AidRank().fit(P, aid)
+        if self.by_seed_size:
+            aids, inv = np.unique(aid, return_inverse=True)
+            size = np.log1p(np.bincount(inv.ravel(), weights=np.asarray(y, dtype=np.float64)))
+            z = (size - size.mean()) / (size.std() or 1.0)
+            self.seed_size_ = {a.item(): float(v) for a, v in zip(aids, z)}
         self.meta_ = LogisticRegression(C=1.0, max_iter=1000, random_state=self.seed).fit(self._features(P, aid), y)
         return self
+
+    def rank_weights(self, aid: np.ndarray) -> np.ndarray:
+        """Per row (its aid), each model's coefficient on its within-aid rank (with the seed-size term)."""
+        check_is_fitted(self, "meta_")
+        m = self.ranker_.n_features_in_
+        coef = self.meta_.coef_[0]
+        w = np.tile(coef[m : 2 * m], (len(aid), 1))
+        if self.by_seed_size:
+            w = w + self.size_of(aid)[:, None] * coef[2 * m : 3 * m]
+        return w
 
     def predict(self, P: np.ndarray, aid: np.ndarray) -> np.ndarray:
         """The meta-learner's probability of each row."""
@@ -181,17 +216,18 @@ class Stack(BaseEstimator):
         return expit(decision)  # LogisticRegression.predict_proba, row by row (see _rowdot)
 
 
-def make_combiner(kind: str, seed: int = 0) -> Blend | Stack:
-    """``"blend_rank"``, ``"blend_score"`` or ``"stack"``, unfitted."""
+def make_combiner(kind: str, seed: int = 0, by_seed_size: bool = False) -> Blend | Stack:
+    """``"blend_rank"``, ``"blend_score"`` or ``"stack"``, unfitted (see :class:`Stack` for ``by_seed_size``)."""
     if kind == "stack":
-        return Stack(seed=seed)
+        return Stack(seed=seed, by_seed_size=by_seed_size)
     if kind in ("blend_rank", "blend_score"):
         return Blend(method=kind.removeprefix("blend_"))
     raise ValueError(f"unknown combiner {kind!r}")
 
 
 def nested_oof(
-    P: np.ndarray, y: np.ndarray, aid: np.ndarray, folds: np.ndarray, kind: str, seed: int = 0
+    P: np.ndarray, y: np.ndarray, aid: np.ndarray, folds: np.ndarray, kind: str, seed: int = 0,
+    by_seed_size: bool = False,
 ) -> np.ndarray:
     """Honest out-of-fold predictions of a blend or stack.
 
@@ -201,5 +237,5 @@ def nested_oof(
     out = np.empty(len(y))
     for k in np.unique(folds):
         fit, held = folds != k, folds == k
-        out[held] = make_combiner(kind, seed).fit(P[fit], y[fit], aid[fit]).predict(P[held], aid[held])
+        out[held] = make_combiner(kind, seed, by_seed_size).fit(P[fit], y[fit], aid[fit]).predict(P[held], aid[held])
     return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import resource
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from tqdm.auto import tqdm
 
 from ensemble._bagging import BalanceCascadeLGBM, EasyEnsembleLGBM, ReferenceLGBM
 from ensemble._blend import make_combiner, nested_oof
+from ensemble._peraid import PerAidLGBM
 from ensemble.scorer import Scorer, design_matrix
 from ensemble.metrics import per_aid_auc
 from features.ctr import CTRBlock, CTRSpec, CTRStats
@@ -43,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 KINDS = {"reference": ReferenceLGBM, "easy": EasyEnsembleLGBM, "cascade": BalanceCascadeLGBM}
 FEATURE_SETS = ("raw", "sparse", "dense", "full")
+GRANULARITIES = ("global", "peraid", "hybrid")
 COMBINERS = ("blend_rank", "blend_score", "stack")
 
 
@@ -61,20 +64,35 @@ class CVResult:
 
 
 def _parse_model(name: str) -> tuple[str, str]:
-    kind, _, fset = name.partition("_")
-    if kind not in KINDS or fset not in FEATURE_SETS:
-        raise LookalikeError(
-            f"unknown model {name!r}: use <kind>_<set> with kind in {sorted(KINDS)} "
-            f"and set in {list(FEATURE_SETS)}"
-        )
+    """(kind, feature set) of ``<kind>_<set>[_peraid | _hybrid]``."""
+    kind, fset, _ = _parse_name(name)
     return kind, fset
 
 
+def _parse_name(name: str) -> tuple[str, str, str]:
+    kind, _, rest = name.partition("_")
+    fset, _, gran = rest.partition("_")
+    gran = gran or "global"
+    if kind not in KINDS or fset not in FEATURE_SETS or gran not in GRANULARITIES:
+        raise LookalikeError(
+            f"unknown model {name!r}: use <kind>_<set>[_peraid | _hybrid] with kind in {sorted(KINDS)} "
+            f"and set in {list(FEATURE_SETS)}"
+        )
+    if kind == "cascade" and gran == "hybrid":
+        raise LookalikeError(f"{name}: a hybrid boosts from the global model's score; BalanceCascade's "
+                             "stage thresholds do not (use reference_ or easy_ for hybrids)")
+    return kind, fset, gran
+
+
 def make_estimator(name: str, settings: dict[str, Any], categorical: list[int]) -> BaseEstimator:
-    """The unfitted classifier of model ``name`` with the ``[train]`` settings."""
-    kind, fset = _parse_model(name)
+    """The unfitted classifier of model ``name`` with the ``[train]`` settings.
+
+    A ``_peraid`` or ``_hybrid`` name wraps the model in :class:`PerAidLGBM`
+    (one copy per aid with at least ``min_positives`` positives and negatives).
+    """
+    kind, fset, gran = _parse_name(name)
     device = settings["device"] if fset == "dense" else "cpu"  # sparse histograms run on the CPU
-    return KINDS[kind](
+    est = KINDS[kind](
         n_bags=settings["n_bags"],
         ratio=settings["ratio"],
         n_estimators=settings["n_estimators"],
@@ -91,6 +109,12 @@ def make_estimator(name: str, settings: dict[str, Any], categorical: list[int]) 
         n_jobs=settings["n_jobs"] or None,
         random_state=settings["seed"],
     )
+    if gran == "global":
+        return est
+    # aids in parallel threads, one LightGBM thread each; with n_jobs set, its threads go to one aid at a time
+    n_aid_jobs = 1 if settings["n_jobs"] else (os.cpu_count() or 1)
+    return PerAidLGBM(est, group_column=0, min_positives=settings["min_positives"], hybrid=gran == "hybrid",
+                      n_jobs=n_aid_jobs)
 
 
 @dataclass
@@ -194,6 +218,7 @@ def train_models(job: TrainJob, scheduler: str = "") -> tuple[list[CVResult], li
     names = list(job.settings["models"])
     train = load_pairs_file(Path(job.interim) / "pairs.npz", "train")
     y, aid = train["label"].astype(np.int8), train["aid"]
+    aid_of = dict(zip(train["aid_idx"].tolist(), aid.tolist()))  # per-aid models see aid_idx (column 0)
     folds = load_folds(job.folds, len(y))
     n_folds = int(folds.max()) + 1
     tasks = [(name, k) for k in range(n_folds) for name in names]
@@ -220,6 +245,9 @@ def train_models(job: TrainJob, scheduler: str = "") -> tuple[list[CVResult], li
         r.fold_auc.append(per_aid_auc(y[held], out.oof, aid[held]).mean)
         r.estimators.append(out.estimator)
         r.extra["task_peak_rss_mb"] = round(max(r.extra.get("task_peak_rss_mb", 0.0), out.peak_rss_mb), 1)
+        if isinstance(out.estimator, PerAidLGBM):
+            fell_back = set(r.extra.get("fallback_aids", [])) | {aid_of[int(a)] for a in out.estimator.fallback_}
+            r.extra["fallback_aids"] = sorted(fell_back)
         logger.info("%s fold %d: mean per-aid AUC %.4f", out.name, out.fold, r.fold_auc[-1])
     ctr_blocks = [CTRBlock.from_stats(stats, k) for k in range(n_folds)] if stats is not None else []
     return list(results.values()), ctr_blocks
@@ -245,14 +273,16 @@ def combine(
     """Blends and the stack of the models' predictions, each scored with nested folds."""
     P = np.column_stack([r.oof for r in results])
     T = np.column_stack([r.test for r in results])
+    # with per-aid models, the stack's weights may change with the seed's size
+    by_size = any(_parse_name(r.name)[2] != "global" for r in results)
     out = []
     for kind in COMBINERS:
         t0 = time.perf_counter()
-        oof = nested_oof(P, y, aid, folds, kind, seed)
-        combiner = make_combiner(kind, seed).fit(P, y, aid)
+        oof = nested_oof(P, y, aid, folds, kind, seed, by_size)
+        combiner = make_combiner(kind, seed, by_size).fit(P, y, aid)
         test = combiner.predict(T, test_aid)
         if kind == "stack":
-            extra = {"coef": combiner.meta_.coef_.ravel().round(4).tolist()}
+            extra = {"coef": combiner.meta_.coef_.ravel().round(4).tolist(), "by_seed_size": by_size}
         else:
             extra = {"weights": dict(zip([r.name for r in results], combiner.weights_.round(4).tolist()))}
         res = CVResult(

@@ -113,9 +113,44 @@ def write_report(
             f"{oracle.mean:.4f}.",
         ]
     lines += ["", "![per-aid AUC](per_aid_auc.png)", ""]
+    if any(r.name.endswith(("_peraid", "_hybrid")) for r in results):
+        lines += _per_aid_table(results, y, aid, per_aid)
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines))
     logger.info("report written to %s", path)
+
+
+def _per_aid_table(
+    results: Sequence[Any], y: np.ndarray, aid: np.ndarray, per_aid: dict[str, dict[int, float]]
+) -> list[str]:
+    """Markdown lines: per aid, its rows, positives, every model's out-of-fold AUC and the stack's favourite."""
+    models = [r for r in results if r.estimators]
+    stack = next((r for r in results if r.name == "stack" and r.combiner is not None), None)
+    aids, n_rows = np.unique(aid, return_counts=True)
+    n_pos = np.bincount(np.searchsorted(aids, aid), weights=y, minlength=len(aids)).astype(int)
+    favoured = [""] * len(aids)
+    if stack is not None and getattr(stack.combiner, "by_seed_size", False):
+        w = stack.combiner.rank_weights(aids)
+        favoured = [models[j].name for j in w.argmax(axis=1)]
+    fallback = {r.name: set(r.extra.get("fallback_aids", [])) for r in models}
+    lines = [
+        "## Per aid",
+        "",
+        "Out-of-fold AUC inside each aid. `*`: the per-aid model fell back to the global model for this aid "
+        "in at least one fold (fewer than `min_positives` positives or negatives). Favoured: the model with "
+        "the largest weight on its within-aid rank in the stack, whose weights change with the seed's size.",
+        "",
+        "| aid | rows | positives | " + " | ".join(r.name for r in models) + " | favoured |",
+        "|---:|---:|---:|" + "---:|" * len(models) + "---|",
+    ]
+    for i, a in enumerate(aids):
+        cells = []
+        for r in models:
+            v = per_aid[r.name].get(int(a))
+            mark = "*" if int(a) in fallback[r.name] else ""
+            cells.append("" if v is None else f"{v:.4f}{mark}")
+        lines.append(f"| {a} | {n_rows[i]:,} | {n_pos[i]:,} | " + " | ".join(cells) + f" | {favoured[i]} |")
+    return [*lines, ""]
 
 
 def _plot(path: Path, per_aid: dict[str, dict[int, float]]) -> None:

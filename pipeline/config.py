@@ -37,6 +37,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "n_jobs": 0,
         "scheduler": "",
         "chunk_rows": 500_000,
+        "min_positives": 30,
     },
 }
 

@@ -56,6 +56,24 @@ def test_stack_equals_logistic_regression_and_is_row_independent() -> None:
     assert np.array_equal(np.concatenate([stack.predict(P[i : i + 11], aid[i : i + 11]) for i in range(0, 900, 11)]), full)
 
 
+def test_stack_by_seed_size_weights_models_differently_for_large_and_small_seeds() -> None:
+    """Model 0 ranks well in large seeds only, model 1 in small seeds only."""
+    rng = np.random.default_rng(4)
+    aid = np.repeat(np.arange(8), 1500)
+    big = aid < 4
+    y = (rng.random(len(aid)) < np.where(big, 0.3, 0.03)).astype(int)
+    signal = 2.0 * y + rng.standard_normal(len(aid))
+    noise = rng.standard_normal(len(aid))
+    P = 1 / (1 + np.exp(-np.column_stack([np.where(big, signal, noise), np.where(big, noise, signal)])))
+    stack = Stack(by_seed_size=True).fit(P, y, aid)
+    w = stack.rank_weights(np.arange(8))
+    assert (w[:4, 0] > w[:4, 1]).all() and (w[4:, 1] > w[4:, 0]).all()
+    plain = per_aid_auc(y, Stack().fit(P, y, aid).predict(P, aid), aid).mean
+    assert per_aid_auc(y, stack.predict(P, aid), aid).mean > plain + 0.05
+    assert np.array_equal(np.concatenate([stack.predict(P[i : i + 7], aid[i : i + 7]) for i in range(0, 700, 7)]),
+                          stack.predict(P[:700], aid[:700]))
+
+
 def test_nested_oof_never_fits_on_the_scored_fold() -> None:
     """With random labels, an honest nested stack scores about 0.5."""
     rng = np.random.default_rng(3)

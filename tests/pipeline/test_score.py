@@ -22,11 +22,12 @@ LOOKALIKE = Path(sys.executable).parent / "lookalike"
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny pipeline run whose submitted prediction is the stack (every model feeds it)."""
+    """A tiny pipeline run whose submitted prediction is the stack (every model, global and per aid, feeds it)."""
     tmp = tmp_path_factory.mktemp("trained")
     config = tmp / "config.toml"
     text = (ROOT / "tests" / "fast.toml").read_text().replace("[features]\n", "[features]\nchunk_rows = 97\n")
-    config.write_text(text + 'final = "stack"\n')
+    text = text.replace('"easy_sparse"]', '"easy_sparse", "reference_raw_peraid", "easy_dense_hybrid"]')
+    config.write_text(text + 'final = "stack"\nmin_positives = 8\nchunk_rows = 150\n')
     res = subprocess.run(
         ["make", "-C", str(ROOT), "submit", "SCALE=tiny", f"DATA={tmp / 'raw'}", f"BUILD={tmp / 'build'}",
          f"REPORTS={tmp / 'reports'}", f"SUBMISSIONS={tmp / 'sub'}", f"LOOKALIKE={LOOKALIKE}", f"CONFIG={config}"],
@@ -34,6 +35,22 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert res.returncode == 0, res.stderr[-3000:]
     return tmp
+
+
+def test_report_has_the_per_aid_table(trained: Path) -> None:
+    from ensemble import PerAidLGBM
+
+    report = (trained / "reports/cv.md").read_text()
+    table = report[report.index("## Per aid") :].splitlines()
+    header = next(line for line in table if line.startswith("| aid |"))
+    assert "reference_raw_peraid" in header and "easy_dense_hybrid" in header and header.endswith("favoured |")
+    rows = [line for line in table if line.startswith("| ") and not line.startswith("| aid")]
+    test = load_pairs_file(trained / "build/interim/pairs.npz", "train")
+    assert len(rows) == len(np.unique(test["aid"]))
+    peraid = load_artifact(trained / "build/models/reference_raw_peraid.joblib")
+    assert all(isinstance(m, PerAidLGBM) and m.models_ for m in peraid)
+    if any(m.fallback_ for m in peraid):  # small seeds are marked
+        assert "*" in "".join(rows)
 
 
 def test_score_command_reproduces_the_submission_byte_for_byte(trained: Path) -> None:
@@ -52,7 +69,8 @@ def test_score_command_reproduces_the_submission_byte_for_byte(trained: Path) ->
 def test_reloaded_scorer_equals_the_pipeline_predictions_exactly(trained: Path, chunk: int) -> None:
     build = trained / "build"
     scorer = load_artifact(build / "models/scorer.joblib")
-    assert scorer.final == "stack" and scorer.combiner is not None and len(scorer.models) == 5
+    assert scorer.final == "stack" and scorer.combiner is not None and len(scorer.models) == 7
+    assert scorer.combiner.by_seed_size
     users = load_user_matrix(build / "interim/users")
     test = load_pairs_file(build / "interim/pairs.npz", "test")
     rows = np.arange(len(test["aid"]))[: 40 if chunk == 1 else None]  # chunks of one row: a prefix suffices

@@ -187,6 +187,9 @@ def _peak_rss_mb() -> float:
 def fold_task(job: TrainJob, name: str, k: int) -> FoldOutput:
     """Train model ``name`` on every fold but ``k``; predict fold ``k`` and the test rows.
 
+    ``k = -1``: the refit on all training rows (their CTR statistics still
+    leave out each row's own fold; the test rows get those of all rows).
+
     Deterministic for fixed settings (and LightGBM thread count), wherever it
     runs: the local loop and Dask workers call this same function.
     """
@@ -196,12 +199,14 @@ def fold_task(job: TrainJob, name: str, k: int) -> FoldOutput:
     t0 = time.perf_counter()
     est = make_estimator(name, job.settings, design.categorical[fset]).fit(X_fit, y_fit)
     del X_fit  # the cache keeps the fold's matrix for the next model
-    oof = design.predict(est, fset, k, "held")
+    oof = design.predict(est, fset, k, "held") if k >= 0 else np.empty(0)
     test = design.predict(est, fset, k, "test")
     return FoldOutput(name, k, oof, test, est, time.perf_counter() - t0, _peak_rss_mb())
 
 
-def train_models(job: TrainJob, scheduler: str = "") -> tuple[list[CVResult], list[CTRBlock]]:
+def train_models(
+    job: TrainJob, scheduler: str = "", keep_design: bool = False
+) -> tuple[list[CVResult], list[CTRBlock]]:
     """Cross-validate every configured model on the fold file.
 
     Tasks are (model, fold) pairs: run here fold by fold (each fold's design
@@ -234,7 +239,8 @@ def train_models(job: TrainJob, scheduler: str = "") -> tuple[list[CVResult], li
     stats = None
     if job.needed_sets() & {"dense", "full"}:  # the workers' counts stay there; these are the same
         stats = _design_for(job).stats if not scheduler else _fit_ctr_stats(job, y, folds)
-    _DESIGNS.clear()  # free the matrices before blending
+    if not keep_design:
+        _DESIGNS.clear()  # free the matrices before blending
     results = {name: CVResult(name, np.zeros(len(y)), None, 0.0) for name in names}  # type: ignore[arg-type]
     for out in sorted(outputs, key=lambda o: (o.fold, names.index(o.name))):
         r, held = results[out.name], folds == out.fold
@@ -249,8 +255,25 @@ def train_models(job: TrainJob, scheduler: str = "") -> tuple[list[CVResult], li
             fell_back = set(r.extra.get("fallback_aids", [])) | {aid_of[int(a)] for a in out.estimator.fallback_}
             r.extra["fallback_aids"] = sorted(fell_back)
         logger.info("%s fold %d: mean per-aid AUC %.4f", out.name, out.fold, r.fold_auc[-1])
-    ctr_blocks = [CTRBlock.from_stats(stats, k) for k in range(n_folds)] if stats is not None else []
+    # blocks of folds 0..K-1, then of all rows (for a refit)
+    ctr_blocks = [CTRBlock.from_stats(stats, k) for k in [*range(n_folds), -1]] if stats is not None else []
     return list(results.values()), ctr_blocks
+
+
+def refit_models(job: TrainJob, names: list[str], scheduler: str = "") -> dict[str, FoldOutput]:
+    """Fit each of ``names`` once on all training rows (``fold_task`` with ``k = -1``)."""
+    tasks = [(name, -1) for name in names]
+    if scheduler:
+        from ensemble._dask import run_tasks
+
+        outputs = run_tasks(fold_task, job, tasks, scheduler)
+    else:
+        outputs = []
+        for name, k in tqdm(tasks, desc="refit", unit="model", disable=None):
+            outputs.append(fold_task(job, name, k))
+            logger.info("%s: refitted on all rows in %.1f s", name, outputs[-1].seconds)
+    _DESIGNS.clear()
+    return {out.name: out for out in outputs}
 
 
 def _fit_ctr_stats(job: TrainJob, y: np.ndarray, folds: np.ndarray) -> CTRStats:
@@ -425,7 +448,7 @@ def run_train(
     if settings["final"] not in allowed:
         raise LookalikeError(f"[train] final = {settings['final']!r} is none of: {', '.join(allowed)}")
     job = TrainJob(str(features), str(interim), str(folds_path), settings)
-    results, ctr_blocks = train_models(job, scheduler=settings["scheduler"])
+    results, ctr_blocks = train_models(job, scheduler=settings["scheduler"], keep_design=settings["refit"])
     combos = combine(results, y, aid, test["aid"], folds, settings["seed"]) if len(results) > 1 else []
 
     for sub in ("oof", "pred", "models"):
@@ -449,13 +472,30 @@ def run_train(
                 },
             )
     final = _choose_final(results + combos, settings["final"], y, aid)
+    models = {r.name: (specs[r.name], r.estimators) for r in results}
+    blocks, submitted = ctr_blocks[:-1], final.test
+    if settings["refit"]:  # the submission and the scorer: the models refitted on all rows
+        needed = [final.name] if final.estimators else list(names)
+        refits = refit_models(job, needed, scheduler=settings["scheduler"])
+        models = {n: (specs[n], [refits[n].estimator]) for n in needed}
+        blocks = ctr_blocks[-1:]
+        if final.estimators:
+            submitted = refits[final.name].test
+        else:
+            submitted = final.combiner.predict(np.column_stack([refits[n].test for n in needed]), test["aid"])
+        for n in needed:
+            with atomic_path(build / "pred" / f"{n}.refit.npy") as tmp, open(tmp, "wb") as fh:
+                np.save(fh, refits[n].test)
+        final.extra["refit_seconds"] = round(sum(o.seconds for o in refits.values()), 1)
+    else:
+        _DESIGNS.clear()
     with atomic_path(build / "pred" / "final.npy") as tmp, open(tmp, "wb") as fh:
-        np.save(fh, np.clip(final.test, 0.0, 1.0))
-    logger.info("submitting %s", final.name)
+        np.save(fh, np.clip(submitted, 0.0, 1.0))
+    logger.info("submitting %s%s", final.name, " (refitted on all rows)" if settings["refit"] else "")
     scorer = Scorer(
         featurizer=load_artifact(features / "featurizer.joblib"),
-        ctr_blocks=ctr_blocks,
-        models={r.name: (specs[r.name], r.estimators) for r in results},
+        ctr_blocks=blocks,
+        models=models,
         final=final.name,
         combiner=final.combiner,
     )
@@ -464,6 +504,7 @@ def run_train(
         {
             "model": "scorer",
             "final": final.name,
+            "refit_on_all_rows": settings["refit"],
             "config": settings,
             "config_hash": config_hash(settings),
             "oof_mean_aid_auc": per_aid_auc(y, final.oof, aid).mean,
@@ -473,4 +514,5 @@ def run_train(
             "features": str(features),
         },
     )
-    write_report(report, results + combos, final.name, y, aid, test, truth)
+    write_report(report, results + combos, final.name, y, aid, test, truth,
+                 submitted=submitted if settings["refit"] else None)

@@ -40,12 +40,14 @@ def write_report(
     aid: np.ndarray,
     test: dict[str, np.ndarray],
     truth_path: str | os.PathLike[str] | None = None,
+    submitted: np.ndarray | None = None,
 ) -> None:
     """Write ``cv.md`` at ``path``, ``cv.json`` and ``per_aid_auc.png`` beside it.
 
     ``results`` are objects with ``name``, ``oof``, ``test``, ``seconds`` and
     ``fold_auc``. With the synthetic truth, the test-set AUC of each model and
-    of the true probabilities (the oracle) are reported too.
+    of the true probabilities (the oracle) are reported too. ``submitted``:
+    the test predictions of the final model refitted on all training rows.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,6 +108,15 @@ def write_report(
         if truth is not None:
             line += f" {row['test_mean_aid_auc']:.4f} | {row['gap_to_oracle']:.4f} |"
         lines.append(line)
+    if submitted is not None:
+        report["submitted_refit"] = True
+        line = (f"The submission is `{final_name}` refitted on all training rows (`[train] refit`); "
+                "its out-of-fold score is that of the fold models above.")
+        if truth is not None:
+            report["submitted_test_mean_aid_auc"] = per_aid_auc(t_label, submitted, test["aid"]).mean
+            line += f" Its test mean per-aid AUC (truth): {report['submitted_test_mean_aid_auc']:.4f}."
+        lines += ["", line]
+        write_json(path.with_suffix(".json"), report)
     if oracle is not None:
         lines += [
             "",

@@ -2,8 +2,9 @@
 
 ``make train`` saves a :class:`Scorer` as ``models/scorer.joblib`` (with its
 manifest). Reloaded, it scores any (aid, uid) pairs exactly as the pipeline
-scored the test pairs: the same fitted featurizer, each fold's CTR block and
-models, the fold average in the same order, and the same combiner. Every step
+scored the test pairs: the same fitted featurizer, the CTR block and models
+refitted on all rows (or, with ``[train] refit = false``, each fold's block
+and models, averaged in the same order), and the same combiner. Every step
 works row by row, so the score of a pair does not depend on the pairs scored
 with it or on the chunk size (tested).
 """
@@ -52,9 +53,11 @@ class Scorer:
     featurizer : PairFeaturizer
         The fitted feature pipeline of the features stage.
     ctr_blocks : list of CTRBlock
-        Each fold's CTR block (fitted on that fold's training rows).
-    models : dict of name -> (feature set, list of fold estimators)
-        In the column order the combiner expects.
+        The CTR block of each estimator position: each fold's, or the one of
+        all rows for refitted models.
+    models : dict of name -> (feature set, list of estimators)
+        Fold estimators (averaged) or the one refitted estimator, in the
+        column order the combiner expects.
     final : str
         The model or combiner whose predictions are submitted.
     combiner : Blend or Stack, optional

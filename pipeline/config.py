@@ -38,6 +38,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "scheduler": "",
         "chunk_rows": 500_000,
         "min_positives": 30,
+        "refit": True,
     },
 }
 

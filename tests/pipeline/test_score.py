@@ -71,6 +71,9 @@ def test_reloaded_scorer_equals_the_pipeline_predictions_exactly(trained: Path, 
     scorer = load_artifact(build / "models/scorer.joblib")
     assert scorer.final == "stack" and scorer.combiner is not None and len(scorer.models) == 7
     assert scorer.combiner.by_seed_size
+    # refitted on all rows: one estimator per model, one CTR block (all rows' counts, no fold left out)
+    assert all(len(ests) == 1 for _, ests in scorer.models.values())
+    assert len(scorer.ctr_blocks) == 1 and scorer.ctr_blocks[0].exclude_ == -1
     users = load_user_matrix(build / "interim/users")
     test = load_pairs_file(build / "interim/pairs.npz", "test")
     rows = np.arange(len(test["aid"]))[: 40 if chunk == 1 else None]  # chunks of one row: a prefix suffices

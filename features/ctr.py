@@ -170,13 +170,15 @@ class CTRStats:
         """
         folds = np.asarray(folds, dtype=np.int64)
         y = np.asarray(y, dtype=np.int64)
+        aid_idx = np.asarray(aid_idx)
         if len(folds) and folds.min() < 0:
             raise ValueError("folds must be non-negative")
         self.n_folds_ = int(folds.max()) + 1 if len(folds) else 1
         seen = np.zeros(self.n_key_space_, dtype=np.bool_)
         for start, stop, rows in _row_chunks(tokens, self.chunk_rows):
             indptr, indices = _csr_arrays(rows)
-            _k.mark_keys(indptr, indices, np.argsort(aid_idx[start:stop], kind="stable"), self.row_codes(aid_idx[start:stop]), self.col_field_, self.start_,
+            order = np.argsort(aid_idx[start:stop], kind="stable")  # one aid's keys are neighbours
+            _k.mark_keys(indptr, indices, order, self.row_codes(aid_idx[start:stop]), self.col_field_, self.start_,
                          self.n_tok_, self.base_, seen)
         self.key_map_ = np.full(self.n_key_space_, -1, dtype=np.int32)
         present = np.flatnonzero(seen)
@@ -255,8 +257,8 @@ class CTRStats:
     def _encode(self, indptr, indices, rows, aid_idx, ex_a, ex_b, priors, out) -> None:  # noqa: ANN001
         order = np.argsort(aid_idx, kind="stable")  # one aid's keys are neighbours in the tables
         _k.encode_rows(
-            indptr, indices, rows, order, self.row_codes(aid_idx), np.ascontiguousarray(ex_a), np.ascontiguousarray(ex_b),
-            self.col_field_, self.start_, self.n_tok_, self.base_, self.key_map_, self.counts_, priors,
+            indptr, indices, rows, order, self.row_codes(aid_idx), np.ascontiguousarray(ex_a),
+            np.ascontiguousarray(ex_b), self.col_field_, self.start_, self.n_tok_, self.base_, self.key_map_, self.counts_, priors,
             _k.logits(np.ascontiguousarray(priors)), float(self.spec.smoothing), self.agg_codes_, self.out_start_, out,
         )
 

@@ -48,6 +48,14 @@ def test_blend_puts_its_weight_on_the_informative_model() -> None:
         assert per_aid_auc(y, blend.predict(P, aid), aid).mean > per_aid_auc(y, P[:, 1], aid).mean + 0.2
 
 
+def test_blend_weights_from_a_row_sample_are_seeded_and_still_find_the_informative_model() -> None:
+    P, y, aid = _data(1)
+    a = Blend("rank", max_rows=300, seed=3).fit(P, y, aid)
+    b = Blend("rank", max_rows=300, seed=3).fit(P, y, aid)
+    assert np.array_equal(a.weights_, b.weights_) and a.weights_[0] > 0.8
+    assert not np.array_equal(a.weights_, Blend("rank").fit(P, y, aid).weights_)  # the sample is what it fitted
+
+
 def test_stack_equals_logistic_regression_and_is_row_independent() -> None:
     P, y, aid = _data(2)
     stack = Stack().fit(P, y, aid)

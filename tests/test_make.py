@@ -63,3 +63,16 @@ def test_cli_help_lists_every_stage() -> None:
     for stage in ("synth", "load", "folds", "features", "train", "submit"):
         assert stage in out
     assert np.all([s in out for s in ("--verbose", "--quiet")])
+
+
+def test_every_shipped_config_loads_and_names_known_models() -> None:
+    from ensemble.cv import _parse_name
+    from pipeline.config import load_config
+
+    paths = sorted((ROOT / "config").glob("*.toml")) + sorted((ROOT / "bench").glob("*.toml"))
+    assert len(paths) >= 5
+    for path in paths:
+        settings = load_config(path)["train"]
+        assert settings["models"], path
+        for name in settings["models"]:
+            _parse_name(name)  # raises on an unknown kind, set or granularity

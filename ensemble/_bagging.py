@@ -125,16 +125,7 @@ class BaseLGBMBagging(ClassifierMixin, BaseEstimator):
         :class:`ensemble.PerAidLGBM`'s hybrid). Bags that undersample the
         negatives shift it by ``-log(share kept)``.
         """
-        X, y = validate_data(
-            self, X, y, accept_sparse="csr", ensure_all_finite="allow-nan", dtype=(np.float32, np.float64)
-        )
-        check_classification_targets(y)
-        y_type = type_of_target(y)
-        if y_type != "binary":
-            raise ValueError(f"Only binary classification is supported. The type of the target is {y_type}.")
-        self.classes_, y01 = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise ValueError(f"{type(self).__name__} needs samples of 2 classes; got one class")
+        X, y01 = validate_binary(self, X, y)
         if self.n_bags < 1 or self.ratio <= 0:
             raise ValueError("n_bags must be >= 1 and ratio > 0")
         self.device_ = resolve_device(self.device)
@@ -148,7 +139,7 @@ class BaseLGBMBagging(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"{type(self).__name__} does not boost from an init_score")
         self._init = init_score
         try:
-            self._fit_bags(X, y01.astype(np.int8), np.random.default_rng(self.random_state))
+            self._fit_bags(X, y01, np.random.default_rng(self.random_state))
         finally:
             del self._init
         return self
@@ -279,6 +270,22 @@ class BaseLGBMBagging(ClassifierMixin, BaseEstimator):
         tags.input_tags.allow_nan = True
         tags.classifier_tags.multi_class = False
         return tags
+
+
+def validate_binary(est: BaseEstimator, X: _Matrix, y: np.ndarray) -> tuple[_Matrix, np.ndarray]:
+    """Validate ``X`` (csr or float array, NaN allowed) and a binary ``y``; set ``est.classes_``.
+
+    Returns ``X`` and ``y`` as int8 0/1 (1 = ``classes_[1]``).
+    """
+    X, y = validate_data(est, X, y, accept_sparse="csr", ensure_all_finite="allow-nan", dtype=(np.float32, np.float64))
+    check_classification_targets(y)
+    y_type = type_of_target(y)
+    if y_type != "binary":
+        raise ValueError(f"Only binary classification is supported. The type of the target is {y_type}.")
+    est.classes_, y01 = np.unique(y, return_inverse=True)
+    if len(est.classes_) < 2:
+        raise ValueError(f"{type(est).__name__} needs samples of 2 classes; got one class")
+    return X, y01.astype(np.int8)
 
 
 def _column(X: _Matrix, j: int) -> np.ndarray:

@@ -12,22 +12,17 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import scipy.sparse as sp
 from joblib import Parallel, delayed
 from scipy.special import logit
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ensemble._bagging import EasyEnsembleLGBM, _column, validate_binary
 
 __all__ = ["PerAidLGBM"]
 
 logger = logging.getLogger(__name__)
 _CLIP = 1e-7
-
-
-def _group_column(X, j: int) -> np.ndarray:  # noqa: ANN001
-    col = X[:, j]
-    return np.asarray(col.toarray() if sp.issparse(col) else col).ravel()
 
 
 def _log_odds(p: np.ndarray) -> np.ndarray:
@@ -83,24 +78,13 @@ class PerAidLGBM(ClassifierMixin, BaseEstimator):
 
     def _base(self) -> BaseEstimator:
         if self.estimator is None:
-            from ensemble._bagging import EasyEnsembleLGBM
-
             return EasyEnsembleLGBM()
         return self.estimator
 
     def fit(self, X, y) -> "PerAidLGBM":  # noqa: ANN001
         """Fit the global model (when needed) and one model per aid with enough positives and negatives."""
-        X, y = validate_data(
-            self, X, y, accept_sparse="csr", ensure_all_finite="allow-nan", dtype=(np.float32, np.float64)
-        )
-        check_classification_targets(y)
-        if type_of_target(y) != "binary":
-            raise ValueError(f"Only binary classification is supported. The type of the target is {type_of_target(y)}.")
-        self.classes_ = np.unique(y)
-        if len(self.classes_) != 2:
-            raise ValueError(f"PerAidLGBM needs samples of 2 classes; got {len(self.classes_)} class")
-        y01 = (y == self.classes_[1]).astype(np.int8)
-        groups = _group_column(X, self.group_column)
+        X, y01 = validate_binary(self, X, y)
+        groups = _column(X, self.group_column)
         aids, inverse = np.unique(groups, return_inverse=True)
         pos = np.bincount(inverse, weights=y01, minlength=len(aids))
         neg = np.bincount(inverse, minlength=len(aids)) - pos
@@ -134,7 +118,7 @@ class PerAidLGBM(ClassifierMixin, BaseEstimator):
         X = validate_data(
             self, X, accept_sparse="csr", ensure_all_finite="allow-nan", reset=False, dtype=(np.float32, np.float64)
         )
-        groups = _group_column(X, self.group_column)
+        groups = _column(X, self.group_column)
         p = np.full(X.shape[0], np.nan)
         if self.global_ is not None:
             p = self.global_.predict_proba(X)[:, 1]

@@ -226,16 +226,7 @@ def train_models(
     aid_of = dict(zip(train["aid_idx"].tolist(), aid.tolist()))  # per-aid models see aid_idx (column 0)
     folds = load_folds(job.folds, len(y))
     n_folds = int(folds.max()) + 1
-    tasks = [(name, k) for k in range(n_folds) for name in names]
-    if scheduler:
-        from ensemble._dask import run_tasks
-
-        outputs = run_tasks(fold_task, job, tasks, scheduler)
-    else:
-        outputs = []
-        for name, k in tqdm(tasks, desc="train", unit="model", disable=None):
-            outputs.append(fold_task(job, name, k))
-            logger.info("%s fold %d: trained in %.1f s", name, k, outputs[-1].seconds)
+    outputs = _run_fold_tasks(job, [(name, k) for k in range(n_folds) for name in names], scheduler, "train")
     stats = None
     if job.needed_sets() & {"dense", "full"}:  # the workers' counts stay there; these are the same
         stats = _design_for(job).stats if not scheduler else _fit_ctr_stats(job, y, folds)
@@ -262,26 +253,34 @@ def train_models(
 
 def refit_models(job: TrainJob, names: list[str], scheduler: str = "") -> dict[str, FoldOutput]:
     """Fit each of ``names`` once on all training rows (``fold_task`` with ``k = -1``)."""
-    tasks = [(name, -1) for name in names]
-    if scheduler:
-        from ensemble._dask import run_tasks
-
-        outputs = run_tasks(fold_task, job, tasks, scheduler)
-    else:
-        outputs = []
-        for name, k in tqdm(tasks, desc="refit", unit="model", disable=None):
-            outputs.append(fold_task(job, name, k))
-            logger.info("%s: refitted on all rows in %.1f s", name, outputs[-1].seconds)
+    outputs = _run_fold_tasks(job, [(name, -1) for name in names], scheduler, "refit")
     _DESIGNS.clear()
     return {out.name: out for out in outputs}
 
 
+def _run_fold_tasks(job: TrainJob, tasks: list[tuple[str, int]], scheduler: str, desc: str) -> list[FoldOutput]:
+    """``fold_task`` of every (model, fold) pair: here, one after the other, or on a Dask cluster."""
+    if scheduler:
+        from ensemble._dask import run_tasks
+
+        return run_tasks(fold_task, job, tasks, scheduler)
+    outputs = []
+    for name, k in tqdm(tasks, desc=desc, unit="model", disable=None):
+        outputs.append(fold_task(job, name, k))
+        logger.info("%s fold %d: trained in %.1f s", name, k, outputs[-1].seconds)
+    return outputs
+
+
 def _fit_ctr_stats(job: TrainJob, y: np.ndarray, folds: np.ndarray) -> CTRStats:
     """The CTR counts of all training rows per fold (what each fold's block leaves one fold out of)."""
-    features = Path(job.features)
-    columns = json.loads((features / "columns.json").read_text())
     aid_idx = load_pairs_file(Path(job.interim) / "pairs.npz", "train")["aid_idx"]
-    return CTRStats(CTRSpec.from_json(columns["ctr"]), job.settings["chunk_rows"]).fit(
+    return _count_ctr(Path(job.features), aid_idx, y, folds, job.settings["chunk_rows"])
+
+
+def _count_ctr(features: Path, aid_idx: np.ndarray, y: np.ndarray, folds: np.ndarray, chunk_rows: int) -> CTRStats:
+    """One counting pass over the saved training token matrix (``columns.json`` gives the spec)."""
+    columns = json.loads((features / "columns.json").read_text())
+    return CTRStats(CTRSpec.from_json(columns["ctr"]), chunk_rows).fit(
         CSRRowReader(features / "sparse_train.npz"), aid_idx, y, folds
     )
 
@@ -346,9 +345,7 @@ class _Design:
         self.dense = {p: features / f"dense_{p}.npy" for p in ("train", "test")}
         self.stats: CTRStats | None = None
         if needed & {"dense", "full"}:
-            self.stats = CTRStats(CTRSpec.from_json(columns["ctr"]), chunk_rows).fit(
-                self.sparse["train"], aid_idx["train"], y, folds
-            )
+            self.stats = _count_ctr(features, aid_idx["train"], y, folds, chunk_rows)
         self.n_dense = len(columns["dense"])
         self.width = self.n_dense + (self.stats.n_out_ if self.stats is not None else 0)
         self._fit_cache: tuple | None = None

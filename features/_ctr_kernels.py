@@ -34,16 +34,21 @@ def _key(g: int, f: int, code: int, col: int, base: np.ndarray, start: np.ndarra
     return base[g, f] + code * n_tok[f] + col - start[f]
 
 
+@numba.njit(cache=True, inline="always")
+def _field_of(c: int, col_field: np.ndarray) -> int:
+    """CTR field of sparse column ``c``; ``-1`` outside every field (or beyond the fitted columns)."""
+    return col_field[c] if c < len(col_field) else -1
+
+
 @numba.njit(cache=True)
 def mark_keys(indptr, indices, order, row_codes, col_field, start, n_tok, base, seen):  # noqa: ANN001, ANN201
     """Set ``seen[key]`` for every key of the rows (visited in ``order``)."""
-    n_cols = len(col_field)
     for r in order:
         for p in range(indptr[r], indptr[r + 1]):
             c = indices[p]
-            if c >= n_cols or col_field[c] < 0:
+            f = _field_of(c, col_field)
+            if f < 0:
                 continue
-            f = col_field[c]
             for g in range(row_codes.shape[1]):
                 seen[_key(g, f, row_codes[r, g], c, base, start, n_tok)] = True
 
@@ -57,16 +62,15 @@ def count_keys(  # noqa: ANN201
 
     Rows are visited in ``order`` (integer sums: the order changes only the speed).
     """
-    n_cols = len(col_field)
     for r in order:
         fr, yr = row_fold[r], row_y[r]
         fold_counts[0, fr] += 1
         fold_counts[1, fr] += yr
         for p in range(indptr[r], indptr[r + 1]):
             c = indices[p]
-            if c >= n_cols or col_field[c] < 0:
+            f = _field_of(c, col_field)
+            if f < 0:
                 continue
-            f = col_field[c]
             for g in range(row_codes.shape[1]):
                 code = row_codes[r, g]
                 k = key_map[_key(g, f, code, c, base, start, n_tok)]
@@ -107,7 +111,6 @@ def encode_rows(  # noqa: ANN201, PLR0913
     n_rows = len(rows)
     n_groups, n_fields = row_codes.shape[1], len(start)
     n_folds = counts.shape[2]
-    n_cols = len(col_field)
     block = 512
     for b in numba.prange((n_rows + block - 1) // block):
         acc = np.empty((n_groups, n_fields, 4))  # sum of rates, max, count, sum of log-odds ratios
@@ -123,9 +126,9 @@ def encode_rows(  # noqa: ANN201, PLR0913
                     acc[g, f, 3] = 0.0
             for p in range(indptr[r], indptr[r + 1]):
                 c = indices[p]
-                if c >= n_cols or col_field[c] < 0:
+                f = _field_of(c, col_field)
+                if f < 0:
                     continue
-                f = col_field[c]
                 for g in range(n_groups):
                     code = row_codes[i, g]
                     key = _key(g, f, code, c, base, start, n_tok)

@@ -244,6 +244,7 @@ class CTRStats:
         ex_b = np.broadcast_to(np.asarray(exclude_b, dtype=np.int64), (n,))
         aid_idx = np.asarray(aid_idx)
         priors = self.priors()
+        priors = (priors, _k.logits(np.ascontiguousarray(priors)))
         if rows is not None:  # one chunk: the rows' positions in it
             indptr, indices = _csr_arrays(sp.csr_matrix(tokens))
             self._encode(indptr, indices, np.asarray(rows, dtype=np.int64), aid_idx, ex_a, ex_b, priors, out)
@@ -255,11 +256,12 @@ class CTRStats:
         return out
 
     def _encode(self, indptr, indices, rows, aid_idx, ex_a, ex_b, priors, out) -> None:  # noqa: ANN001
+        """One chunk through the compiled kernel; ``priors`` is (:meth:`priors`, their logits)."""
         order = np.argsort(aid_idx, kind="stable")  # one aid's keys are neighbours in the tables
         _k.encode_rows(
             indptr, indices, rows, order, self.row_codes(aid_idx), np.ascontiguousarray(ex_a),
-            np.ascontiguousarray(ex_b), self.col_field_, self.start_, self.n_tok_, self.base_, self.key_map_, self.counts_, priors,
-            _k.logits(np.ascontiguousarray(priors)), float(self.spec.smoothing), self.agg_codes_, self.out_start_, out,
+            np.ascontiguousarray(ex_b), self.col_field_, self.start_, self.n_tok_, self.base_, self.key_map_,
+            self.counts_, *priors, float(self.spec.smoothing), self.agg_codes_, self.out_start_, out,
         )
 
 

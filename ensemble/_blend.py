@@ -102,11 +102,12 @@ def _rowdot(Z: np.ndarray, w: np.ndarray) -> np.ndarray:
 def fit_blend_weights(Z: np.ndarray, y: np.ndarray, aid: np.ndarray, max_evals: int = 120) -> np.ndarray:
     """Non-negative weights (summing to 1) that maximise the mean per-aid AUC of ``Z @ w``.
 
-    Nelder-Mead over softmax parameters, from equal weights.
+    Nelder-Mead over softmax parameters, from equal weights. Equal weights
+    when no aid in these rows has both classes (nothing to rank).
     """
     m = Z.shape[1]
-    if m == 1:
-        return np.ones(1)
+    if m == 1 or np.isnan(per_aid_auc(y, Z[:, 0], aid).mean):
+        return np.full(m, 1.0 / m)
 
     def loss(theta: np.ndarray) -> float:
         return -per_aid_auc(y, _rowdot(Z, softmax(theta)), aid).mean
@@ -121,12 +122,36 @@ def fit_blend_weights(Z: np.ndarray, y: np.ndarray, aid: np.ndarray, max_evals: 
     return softmax(res.x)
 
 
+def _seed_sizes(y: np.ndarray, aid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each aid (sorted) and its seed size, ``log(1 + positives)`` in these rows."""
+    aids, inv = np.unique(aid, return_inverse=True)
+    return aids, np.log1p(np.bincount(inv.ravel(), weights=np.asarray(y, dtype=np.float64), minlength=len(aids)))
+
+
+def _lookup(keys: np.ndarray, values: np.ndarray, aid: np.ndarray) -> np.ndarray:
+    """``values`` of each row's aid (``keys`` sorted); an aid not in ``keys`` is an error."""
+    pos = sorted_index(keys, np.asarray(aid))
+    if (pos < 0).any():
+        raise ValueError(f"aids never seen in fit: {np.unique(np.asarray(aid)[pos < 0])[:5].tolist()}")
+    return values[pos]
+
+
 class Blend(BaseEstimator):
     """Weighted average of model scores (``method="score"``) or of their within-aid ranks (``"rank"``).
 
     Parameters
     ----------
     method : {"rank", "score"}, default="rank"
+    by_seed_size : bool, default=False
+        Fit one set of weights per seed-size class: the aids are split at
+        quantiles of ``log(1 + positives)`` into ``n_size_bins`` classes of
+        about equal numbers of aids, so per-aid models can count more in large
+        seeds and the global model in small ones. The metric is a mean over
+        aids, so each class's weights are searched on its own aids' rows.
+    n_size_bins : int, default=3
+        Number of seed-size classes (fewer when there are under
+        ``min_aids_per_bin`` aids per class, or ties).
+    min_aids_per_bin : int, default=10
     max_rows : int, default=1_000_000
         The weights are searched on at most this many rows (a seeded random
         sample): each evaluation of the metric sorts every row of every aid
@@ -137,37 +162,75 @@ class Blend(BaseEstimator):
 
     Attributes
     ----------
-    weights_ : ndarray
-        Fitted on out-of-fold predictions to maximise the mean per-aid AUC.
+    weights_ : ndarray of shape (n_bins, n_models)
+        Per seed-size class (one class without ``by_seed_size``), weights
+        summing to 1, fitted on out-of-fold predictions to maximise the mean
+        per-aid AUC.
+    size_edges_ : ndarray of shape (n_bins - 1,)
+        Upper edges (inclusive) of the seed-size classes, on ``log(1 + positives)``.
+    aids_ : ndarray
+        The aids seen in fit, sorted.
+    size_bin_ : ndarray
+        The seed-size class of each of ``aids_``.
     ranker_ : AidRank or None
         The within-aid rank map (``method="rank"``).
     """
 
-    def __init__(self, method: str = "rank", max_rows: int = 1_000_000, seed: int = 0) -> None:
+    def __init__(
+        self, method: str = "rank", by_seed_size: bool = False, n_size_bins: int = 3, min_aids_per_bin: int = 10,
+        max_rows: int = 1_000_000, seed: int = 0,
+    ) -> None:
         self.method = method
+        self.by_seed_size = by_seed_size
+        self.n_size_bins = n_size_bins
+        self.min_aids_per_bin = min_aids_per_bin
         self.max_rows = max_rows
         self.seed = seed
 
     def _z(self, P: np.ndarray, aid: np.ndarray) -> np.ndarray:
         return self.ranker_.transform(P, aid) if self.ranker_ is not None else np.asarray(P, dtype=np.float64)
 
+    def _size_classes(self, y: np.ndarray, aid: np.ndarray) -> None:
+        self.aids_, size = _seed_sizes(y, aid)
+        n_bins = min(self.n_size_bins, len(self.aids_) // self.min_aids_per_bin) if self.by_seed_size else 1
+        edges = np.empty(0)
+        if n_bins > 1:  # edges are seed sizes that occur, so no class is empty
+            edges = np.unique(np.quantile(size, np.arange(1, n_bins) / n_bins, method="lower"))
+            edges = edges[edges < size.max()]
+        self.size_edges_ = edges
+        self.size_bin_ = np.searchsorted(edges, size, side="left")
+
     def fit(self, P: np.ndarray, y: np.ndarray, aid: np.ndarray) -> "Blend":
-        """Fit the rank map and the weights on out-of-fold predictions ``P``."""
+        """Fit the rank map, the seed-size classes and their weights on out-of-fold predictions ``P``."""
         if self.method not in ("rank", "score"):
             raise ValueError(f"unknown blend method {self.method!r}")
+        P, y, aid = np.asarray(P), np.asarray(y), np.asarray(aid)
         self.ranker_ = AidRank().fit(P, aid) if self.method == "rank" else None
-        y, aid = np.asarray(y), np.asarray(aid)
+        self._size_classes(y, aid)
         rows = np.arange(len(y))
         if len(y) > self.max_rows:
             rows = np.sort(np.random.default_rng(self.seed).choice(len(y), self.max_rows, replace=False))
             logger.info("blend weights searched on %d of %d rows", self.max_rows, len(y))
-        self.weights_ = fit_blend_weights(self._z(np.asarray(P)[rows], aid[rows]), y[rows], aid[rows])
+        Z, bins = self._z(P[rows], aid[rows]), self._bins(aid[rows])
+        self.weights_ = np.vstack([
+            fit_blend_weights(Z[bins == b], y[rows][bins == b], aid[rows][bins == b])
+            for b in range(len(self.size_edges_) + 1)
+        ])
         return self
+
+    def _bins(self, aid: np.ndarray) -> np.ndarray:
+        if len(self.size_edges_) == 0:
+            return np.zeros(len(aid), dtype=np.intp)
+        return _lookup(self.aids_, self.size_bin_, aid)
+
+    def model_weights(self, aid: np.ndarray) -> np.ndarray:
+        """Per row (its aid), each model's weight."""
+        check_is_fitted(self, "weights_")
+        return self.weights_[self._bins(aid)]
 
     def predict(self, P: np.ndarray, aid: np.ndarray) -> np.ndarray:
         """The blended score of each row."""
-        check_is_fitted(self, "weights_")
-        return _rowdot(self._z(P, aid), self.weights_)
+        return _rowdot(self._z(P, aid), self.model_weights(aid))
 
 
 class Stack(BaseEstimator):
@@ -182,8 +245,10 @@ class Stack(BaseEstimator):
     ----------
     ranker_ : AidRank
     meta_ : LogisticRegression
-    seed_size_ : dict of aid -> float
-        Standardised log seed size of each aid (``by_seed_size`` only).
+    aids_ : ndarray
+        The aids seen in fit, sorted (``by_seed_size`` only).
+    seed_size_ : ndarray
+        Standardised log seed size of each of ``aids_`` (``by_seed_size`` only).
     """
 
     def __init__(self, seed: int = 0, by_seed_size: bool = False) -> None:
@@ -200,24 +265,18 @@ class Stack(BaseEstimator):
 
     def size_of(self, aid: np.ndarray) -> np.ndarray:
         """Standardised log seed size of each row's aid."""
-        keys = np.array(sorted(self.seed_size_))
-        pos = sorted_index(keys, np.asarray(aid))
-        if (pos < 0).any():
-            raise ValueError(f"aids never seen in fit: {np.unique(np.asarray(aid)[pos < 0])[:5].tolist()}")
-        return np.array([self.seed_size_[k] for k in keys])[pos]
+        return _lookup(self.aids_, self.seed_size_, aid)
 
     def fit(self, P: np.ndarray, y: np.ndarray, aid: np.ndarray) -> "Stack":
         """Fit the rank map and the meta-learner on out-of-fold predictions ``P``."""
         self.ranker_ = AidRank().fit(P, aid)
         if self.by_seed_size:
-            aids, inv = np.unique(aid, return_inverse=True)
-            size = np.log1p(np.bincount(inv.ravel(), weights=np.asarray(y, dtype=np.float64)))
-            z = (size - size.mean()) / (size.std() or 1.0)
-            self.seed_size_ = {a.item(): float(v) for a, v in zip(aids, z)}
+            self.aids_, size = _seed_sizes(y, aid)
+            self.seed_size_ = (size - size.mean()) / (size.std() or 1.0)
         self.meta_ = LogisticRegression(C=1.0, max_iter=1000, random_state=self.seed).fit(self._features(P, aid), y)
         return self
 
-    def rank_weights(self, aid: np.ndarray) -> np.ndarray:
+    def model_weights(self, aid: np.ndarray) -> np.ndarray:
         """Per row (its aid), each model's coefficient on its within-aid rank (with the seed-size term)."""
         check_is_fitted(self, "meta_")
         m = self.ranker_.n_features_in_
@@ -235,11 +294,11 @@ class Stack(BaseEstimator):
 
 
 def make_combiner(kind: str, seed: int = 0, by_seed_size: bool = False) -> Blend | Stack:
-    """``"blend_rank"``, ``"blend_score"`` or ``"stack"``, unfitted (see :class:`Stack` for ``by_seed_size``)."""
+    """``"blend_rank"``, ``"blend_score"`` or ``"stack"``, unfitted (see :class:`Blend` and :class:`Stack`)."""
     if kind == "stack":
         return Stack(seed=seed, by_seed_size=by_seed_size)
     if kind in ("blend_rank", "blend_score"):
-        return Blend(method=kind.removeprefix("blend_"), seed=seed)
+        return Blend(method=kind.removeprefix("blend_"), by_seed_size=by_seed_size, seed=seed)
     raise ValueError(f"unknown combiner {kind!r}")
 
 

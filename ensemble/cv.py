@@ -295,7 +295,7 @@ def combine(
     """Blends and the stack of the models' predictions, each scored with nested folds."""
     P = np.column_stack([r.oof for r in results])
     T = np.column_stack([r.test for r in results])
-    # with per-aid models, the stack's weights may change with the seed's size
+    # with per-aid models, the combiners' weights may change with the seed's size
     by_size = any(_parse_name(r.name)[2] != "global" for r in results)
     out = []
     for kind in COMBINERS:
@@ -306,7 +306,10 @@ def combine(
         if kind == "stack":
             extra = {"coef": combiner.meta_.coef_.ravel().round(4).tolist(), "by_seed_size": by_size}
         else:
-            extra = {"weights": dict(zip([r.name for r in results], combiner.weights_.round(4).tolist()))}
+            extra = {
+                "weights": [dict(zip([r.name for r in results], w.round(4).tolist())) for w in combiner.weights_],
+                "seed_size_edges": np.expm1(combiner.size_edges_).round(1).tolist(),  # positives
+            }
         res = CVResult(
             kind, oof, test, time.perf_counter() - t0, _fold_scores(oof, y, aid, folds), extra=extra,
             combiner=combiner,

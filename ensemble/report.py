@@ -134,25 +134,24 @@ def write_report(
 def _per_aid_table(
     results: Sequence[Any], y: np.ndarray, aid: np.ndarray, per_aid: dict[str, dict[int, float]]
 ) -> list[str]:
-    """Markdown lines: per aid, its rows, positives, every model's out-of-fold AUC and the stack's favourite."""
+    """Markdown lines: per aid, its rows, positives, every model's out-of-fold AUC and each combiner's favourite."""
     models = [r for r in results if r.estimators]
-    stack = next((r for r in results if r.name == "stack" and r.combiner is not None), None)
+    combiners = [r for r in results if r.combiner is not None and getattr(r.combiner, "by_seed_size", False)]
     aids, n_rows = np.unique(aid, return_counts=True)
     n_pos = np.bincount(np.searchsorted(aids, aid), weights=y, minlength=len(aids)).astype(int)
-    favoured = [""] * len(aids)
-    if stack is not None and getattr(stack.combiner, "by_seed_size", False):
-        w = stack.combiner.rank_weights(aids)
-        favoured = [models[j].name for j in w.argmax(axis=1)]
+    favoured = {c.name: [models[j].name for j in c.combiner.model_weights(aids).argmax(axis=1)] for c in combiners}
     fallback = {r.name: set(r.extra.get("fallback_aids", [])) for r in models}
     lines = [
         "## Per aid",
         "",
         "Out-of-fold AUC inside each aid. `*`: the per-aid model fell back to the global model for this aid "
-        "in at least one fold (fewer than `min_positives` positives or negatives). Favoured: the model with "
-        "the largest weight on its within-aid rank in the stack, whose weights change with the seed's size.",
+        "in at least one fold (fewer than `min_positives` positives or negatives). `<combiner> favours`: the "
+        "model with the largest weight for this aid (the blends fit one set of weights per seed-size class, "
+        "the stack's weight on each model's within-aid rank changes with the seed's size).",
         "",
-        "| aid | rows | positives | " + " | ".join(r.name for r in models) + " | favoured |",
-        "|---:|---:|---:|" + "---:|" * len(models) + "---|",
+        "| aid | rows | positives | " + " | ".join(r.name for r in models)
+        + "".join(f" | {c} favours" for c in favoured) + " |",
+        "|---:|---:|---:|" + "---:|" * len(models) + "---|" * len(favoured),
     ]
     for i, a in enumerate(aids):
         cells = []
@@ -160,7 +159,24 @@ def _per_aid_table(
             v = per_aid[r.name].get(int(a))
             mark = "*" if int(a) in fallback[r.name] else ""
             cells.append("" if v is None else f"{v:.4f}{mark}")
-        lines.append(f"| {a} | {n_rows[i]:,} | {n_pos[i]:,} | " + " | ".join(cells) + f" | {favoured[i]} |")
+        cells += [names[i] for names in favoured.values()]
+        lines.append(f"| {a} | {n_rows[i]:,} | {n_pos[i]:,} | " + " | ".join(cells) + " |")
+    for c in combiners:  # a blend's weights per seed-size class
+        blend = c.combiner
+        if getattr(blend, "size_edges_", np.empty(0)).size == 0:
+            continue
+        edges = np.expm1(blend.size_edges_)
+        lines += ["", f"`{c.name}` weights by seed size (positives in the training rows):", ""]
+        for b, w in enumerate(blend.weights_):
+            span = (f"<= {edges[0]:.0f}" if b == 0 else f"> {edges[-1]:.0f}" if b == len(edges)
+                    else f"{edges[b - 1]:.0f} < n <= {edges[b]:.0f}")
+            n_aids = int((blend.size_bin_ == b).sum())
+            lines.append(f"- {span} ({n_aids} aids): " + ", ".join(f"{m.name} {v:.3f}" for m, v in zip(models, w)))
+    if favoured:
+        lines += ["", "Aids each combiner favours each model for: " + "; ".join(
+            f"{c}: " + ", ".join(f"{m} {names.count(m)}" for m in dict.fromkeys(names))
+            for c, names in favoured.items()
+        ) + "."]
     return [*lines, ""]
 
 

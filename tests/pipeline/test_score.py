@@ -43,7 +43,8 @@ def test_report_has_the_per_aid_table(trained: Path) -> None:
     report = (trained / "reports/cv.md").read_text()
     table = report[report.index("## Per aid") :].splitlines()
     header = next(line for line in table if line.startswith("| aid |"))
-    assert "reference_raw_peraid" in header and "easy_dense_hybrid" in header and header.endswith("favoured |")
+    assert "reference_raw_peraid" in header and "easy_dense_hybrid" in header
+    assert header.endswith("| blend_rank favours | blend_score favours | stack favours |")
     rows = [line for line in table if line.startswith("| ") and not line.startswith("| aid")]
     test = load_pairs_file(trained / "build/interim/pairs.npz", "train")
     assert len(rows) == len(np.unique(test["aid"]))

@@ -243,12 +243,16 @@ def train_models(
         r.estimators.append(out.estimator)
         r.extra["task_peak_rss_mb"] = round(max(r.extra.get("task_peak_rss_mb", 0.0), out.peak_rss_mb), 1)
         if isinstance(out.estimator, PerAidLGBM):
-            fell_back = set(r.extra.get("fallback_aids", [])) | {aid_of[int(a)] for a in out.estimator.fallback_}
-            r.extra["fallback_aids"] = sorted(fell_back)
+            r.extra["fallback_aids"] = sorted(set(r.extra.get("fallback_aids", [])) | fallback_aids(out.estimator, aid_of))
         logger.info("%s fold %d: mean per-aid AUC %.4f", out.name, out.fold, r.fold_auc[-1])
     # blocks of folds 0..K-1, then of all rows (for a refit)
     ctr_blocks = [CTRBlock.from_stats(stats, k) for k in [*range(n_folds), -1]] if stats is not None else []
     return list(results.values()), ctr_blocks
+
+
+def fallback_aids(estimator: PerAidLGBM, aid_of: dict[int, int]) -> set[int]:
+    """The aids (ids, via ``aid_of``: aid index to aid) for which a per-aid model used the global one."""
+    return {aid_of[int(a)] for a in estimator.fallback_}
 
 
 def refit_models(job: TrainJob, names: list[str], scheduler: str = "") -> dict[str, FoldOutput]:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ensemble._peraid import PerAidLGBM
-from ensemble.cv import CVResult, combine, fallback_aids
+from ensemble.cv import CVResult, choose_final, combine, fallback_aids, fold_scores
 from ensemble.metrics import per_aid_auc
 from ensemble.report import write_report
 from features.folds import load_folds
@@ -43,6 +43,7 @@ def main() -> None:
     ap.add_argument("--report", type=Path, required=True, help="cv.md to write")
     ap.add_argument("--truth", default=None, help="synthetic test truth (optional)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--trust", action="store_true", help="load models written with other library versions")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -54,9 +55,9 @@ def main() -> None:
     results = []
     for name in args.models:
         oof = np.load(args.build / "oof" / f"{name}.npy")
-        estimators = load_artifact(args.build / "models" / f"{name}.joblib")
-        fold_auc = [per_aid_auc(y[folds == k], oof[folds == k], aid[folds == k]).mean for k in np.unique(folds)]
-        r = CVResult(name, oof, np.load(args.build / "pred" / f"{name}.npy"), 0.0, fold_auc, list(estimators))
+        estimators = load_artifact(args.build / "models" / f"{name}.joblib", trust_versions=args.trust)
+        r = CVResult(name, oof, np.load(args.build / "pred" / f"{name}.npy"), 0.0, fold_scores(oof, y, aid, folds),
+                     list(estimators))
         fell_back = set().union(*(fallback_aids(e, aid_of) for e in estimators if isinstance(e, PerAidLGBM)))
         if fell_back:
             r.extra["fallback_aids"] = sorted(fell_back)
@@ -66,7 +67,7 @@ def main() -> None:
     t0 = time.perf_counter()
     combos = combine(results, y, aid, test["aid"], folds, args.seed)
     seconds = time.perf_counter() - t0
-    final = max(results + combos, key=lambda r: per_aid_auc(y, r.oof, aid).mean)
+    final = choose_final(results + combos, "auto", y, aid)
     write_report(args.report, results + combos, final.name, y, aid, test, args.truth)
     summary = {
         "combine_seconds": round(seconds, 1),

@@ -211,10 +211,10 @@ class Blend(BaseEstimator):
         if len(y) > self.max_rows:
             rows = np.sort(np.random.default_rng(self.seed).choice(len(y), self.max_rows, replace=False))
             logger.info("blend weights searched on %d of %d rows", self.max_rows, len(y))
-        Z, bins = self._z(P[rows], aid[rows]), self._bins(aid[rows])
+        Z, y, aid = self._z(P[rows], aid[rows]), y[rows], aid[rows]
+        bins = self._bins(aid)
         self.weights_ = np.vstack([
-            fit_blend_weights(Z[bins == b], y[rows][bins == b], aid[rows][bins == b])
-            for b in range(len(self.size_edges_) + 1)
+            fit_blend_weights(Z[bins == b], y[bins == b], aid[bins == b]) for b in range(len(self.size_edges_) + 1)
         ])
         return self
 

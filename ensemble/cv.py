@@ -39,7 +39,10 @@ from pipeline.config import config_hash
 from pipeline.io import CSRRowReader, atomic_path, npy_rows
 from pipeline.load import load_pairs_file
 
-__all__ = ["CVResult", "FEATURE_SETS", "FoldOutput", "KINDS", "TrainJob", "fold_task", "make_estimator", "run_train", "train_models"]
+__all__ = [
+    "CVResult", "FEATURE_SETS", "FoldOutput", "KINDS", "TrainJob", "choose_final", "combine", "fallback_aids", "fold_scores",
+    "fold_task", "make_estimator", "run_train", "train_models",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -289,7 +292,8 @@ def _count_ctr(features: Path, aid_idx: np.ndarray, y: np.ndarray, folds: np.nda
     )
 
 
-def _fold_scores(pred: np.ndarray, y: np.ndarray, aid: np.ndarray, folds: np.ndarray) -> list[float]:
+def fold_scores(pred: np.ndarray, y: np.ndarray, aid: np.ndarray, folds: np.ndarray) -> list[float]:
+    """Mean per-aid AUC of ``pred`` inside each fold."""
     return [per_aid_auc(y[folds == k], pred[folds == k], aid[folds == k]).mean for k in np.unique(folds)]
 
 
@@ -315,7 +319,7 @@ def combine(
                 "seed_size_edges": np.expm1(combiner.size_edges_).round(1).tolist(),  # positives
             }
         res = CVResult(
-            kind, oof, test, time.perf_counter() - t0, _fold_scores(oof, y, aid, folds), extra=extra,
+            kind, oof, test, time.perf_counter() - t0, fold_scores(oof, y, aid, folds), extra=extra,
             combiner=combiner,
         )
         logger.info("%s: nested out-of-fold mean per-aid AUC %.4f", kind, per_aid_auc(y, oof, aid).mean)
@@ -409,7 +413,7 @@ class _Design:
         return np.concatenate([est.predict_proba(X)[:, 1] for X in self._chunks(part, fset, k)])
 
 
-def _choose_final(results: list[CVResult], wanted: str, y: np.ndarray, aid: np.ndarray) -> CVResult:
+def choose_final(results: list[CVResult], wanted: str, y: np.ndarray, aid: np.ndarray) -> CVResult:
     """The result named ``wanted``, or with ``"auto"`` the best by out-of-fold score."""
     if wanted == "auto":
         scored = [(per_aid_auc(y, r.oof, aid).mean, i) for i, r in enumerate(results)]
@@ -475,7 +479,7 @@ def run_train(
                     "features": str(features),
                 },
             )
-    final = _choose_final(results + combos, settings["final"], y, aid)
+    final = choose_final(results + combos, settings["final"], y, aid)
     models = {r.name: (specs[r.name], r.estimators) for r in results}
     blocks, submitted = ctr_blocks[:-1], final.test
     if settings["refit"]:  # the submission and the scorer: the models refitted on all rows

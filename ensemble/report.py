@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ensemble._blend import Blend
 from ensemble.metrics import per_aid_auc
 from pipeline.errors import LookalikeError
 from pipeline.io import atomic_path, write_json
@@ -163,7 +164,7 @@ def _per_aid_table(
         lines.append(f"| {a} | {n_rows[i]:,} | {n_pos[i]:,} | " + " | ".join(cells) + " |")
     for c in combiners:  # a blend's weights per seed-size class
         blend = c.combiner
-        if getattr(blend, "size_edges_", np.empty(0)).size == 0:
+        if not isinstance(blend, Blend) or blend.size_edges_.size == 0:
             continue
         edges = np.expm1(blend.size_edges_)
         lines += ["", f"`{c.name}` weights by seed size (positives in the training rows):", ""]

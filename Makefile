@@ -18,7 +18,7 @@ INTERIM    := $(BUILD)/interim
 LOADED     := $(INTERIM)/users/vocab.json $(INTERIM)/ads.csv $(INTERIM)/pairs.npz
 FOLDS      := $(BUILD)/folds/folds.npy
 FEATURES   := $(addprefix $(BUILD)/features/,sparse_train.npz sparse_test.npz dense_train.npy dense_test.npy columns.json)
-TRAINED    := $(BUILD)/pred/final.npy $(REPORTS)/cv.md
+TRAINED    := $(BUILD)/pred/final.npz $(REPORTS)/cv.md
 SUBMISSION := $(SUBMISSIONS)/submission.csv
 TRUTH      := $(DATA)/test1.truth.csv
 
@@ -67,8 +67,8 @@ $(TRAINED) &: $(FEATURES) $(FOLDS) $(CONFIG) | $(LOOKALIKE)
 
 train: $(TRAINED) ## cross-validate the models; write predictions and reports/cv.md
 
-$(SUBMISSION): $(BUILD)/pred/final.npy $(DATA)/test1.csv | $(LOOKALIKE)
-	$(LOOKALIKE) submit --pred $(BUILD)/pred/final.npy --test $(DATA)/test1.csv --out $@
+$(SUBMISSION): $(BUILD)/pred/final.npz $(DATA)/test1.csv | $(LOOKALIKE)
+	$(LOOKALIKE) submit --pred $(BUILD)/pred/final.npz --test $(DATA)/test1.csv --out $@
 
 submit: $(SUBMISSION) ## write submissions/submission.csv
 

@@ -1,17 +1,41 @@
-"""Models: reference LightGBM, EasyEnsemble, BalanceCascade, blending, stacking, metrics."""
+"""Models: reference LightGBM, EasyEnsemble, BalanceCascade, per-aid models, blending, stacking, metrics.
 
-from ensemble._bagging import BalanceCascadeLGBM, BaseLGBMBagging, EasyEnsembleLGBM, ReferenceLGBM
-from ensemble._device import resolve_device
+Pure, array-in / array-out estimators and functions; nothing here reads or
+writes files or imports the ``pipeline`` or ``features`` packages.
+"""
+
+from ensemble._bagging import (
+    DEFAULT_PARAMS,
+    BalanceCascadeLGBM,
+    BaseLGBMBagging,
+    EasyEnsembleLGBM,
+    ReferenceLGBM,
+    lgbm_param_name,
+    owned_param,
+)
+from ensemble._blend import COMBINERS, AidRank, Blend, Stack, make_combiner, nested_oof
+from ensemble._device import DEVICES, resolve_device
 from ensemble._peraid import PerAidLGBM
-from ensemble.metrics import AidAUC, per_aid_auc
+from ensemble.metrics import AidAUC, fold_scores, per_aid_auc
 
 __all__ = [
+    "COMBINERS",
+    "DEFAULT_PARAMS",
+    "DEVICES",
     "AidAUC",
+    "AidRank",
     "BalanceCascadeLGBM",
     "BaseLGBMBagging",
+    "Blend",
     "EasyEnsembleLGBM",
     "PerAidLGBM",
     "ReferenceLGBM",
+    "Stack",
+    "fold_scores",
+    "lgbm_param_name",
+    "make_combiner",
+    "nested_oof",
+    "owned_param",
     "per_aid_auc",
     "resolve_device",
 ]

@@ -12,8 +12,11 @@ which keeps every column) and early-stops on rows it does not train on.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import lightgbm as lgb
@@ -30,13 +33,83 @@ from ensemble.metrics import per_aid_auc
 __all__ = [
     "BalanceCascadeLGBM",
     "BaseLGBMBagging",
+    "DEFAULT_PARAMS",
     "EasyEnsembleLGBM",
     "ReferenceLGBM",
     "cascade_keep",
+    "lgbm_param_name",
+    "merge_params",
+    "owned_param",
 ]
 
 logger = logging.getLogger(__name__)
 _Matrix = np.ndarray | sp.csr_matrix
+
+#: LightGBM parameters of every bag unless ``params`` overrides them.
+DEFAULT_PARAMS: Mapping[str, Any] = MappingProxyType({
+    "learning_rate": 0.05,
+    "num_leaves": 31,
+    "min_child_samples": 20,
+    "feature_fraction": 0.8,
+    "lambda_l2": 1.0,
+    # categorical columns (aid, aid x attribute crosses) have many levels:
+    # LightGBM's defaults overfit them; smooth and require data per level
+    "cat_smooth": 50.0,
+    "cat_l2": 10.0,
+    "min_data_per_group": 200,
+    "max_cat_threshold": 32,
+    "feature_pre_filter": False,  # with min_data_in_leaf it silently drops rare columns
+    # measured on the small sparse set (61k x 9.3k): 7x faster for the same
+    # AUC than LightGBM's sparse bins (bench/README.md)
+    "is_enable_sparse": False,
+    "force_row_wise": True,
+})
+
+# LightGBM parameters the classifiers set from their own arguments, and which argument
+_OWNED = MappingProxyType({
+    "objective": "binary, always", "metric": "log-loss, or the group AUC with group_column",
+    "seed": "random_state", "num_threads": "n_jobs", "device_type": "device", "num_iterations": "n_estimators",
+    "early_stopping_round": "early_stopping_rounds", "verbosity": "logged through the lightgbm logger",
+})
+
+
+@functools.lru_cache(maxsize=1)
+def _aliases() -> Mapping[str, str]:
+    """Every LightGBM parameter name and alias -> its canonical name (empty if this LightGBM cannot say)."""
+    try:
+        table = lgb.basic._ConfigAliases._get_all_param_aliases()  # noqa: SLF001 (no public listing)
+    except (AttributeError, lgb.basic.LightGBMError):  # pragma: no cover - other LightGBM versions
+        return MappingProxyType({})
+    return MappingProxyType({alias: name for name, aliases in table.items() for alias in (name, *aliases)})
+
+
+def lgbm_param_name(key: str) -> str | None:
+    """LightGBM's canonical name of parameter ``key`` (an alias is fine); ``None`` when LightGBM has none.
+
+    When this LightGBM cannot list its parameters, every key is taken as its own name.
+    """
+    aliases = _aliases()
+    return aliases.get(key) if aliases else key
+
+
+def merge_params(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` updated with ``override``, matching keys by LightGBM's canonical names.
+
+    (LightGBM itself ignores an alias when its canonical name is also given, so
+    ``{"eta": 0.1}`` over a default ``learning_rate`` must replace it here.)
+    """
+    out = dict(base)
+    for key, value in override.items():
+        name = lgbm_param_name(key) or key
+        for old in [k for k in out if (lgbm_param_name(k) or k) == name]:
+            del out[old]
+        out[key] = value
+    return out
+
+
+def owned_param(key: str) -> str:
+    """Why ``key`` may not go in ``params`` (the argument that sets it), or ``""`` when it may."""
+    return _OWNED.get(lgbm_param_name(key) or key, "")
 
 
 class BaseLGBMBagging(ClassifierMixin, BaseEstimator):
@@ -50,8 +123,6 @@ class BaseLGBMBagging(ClassifierMixin, BaseEstimator):
         Negatives drawn per positive in each bag.
     n_estimators : int, default=300
         Maximum boosting rounds per bag.
-    learning_rate, num_leaves, min_child_samples, feature_fraction, lambda_l2
-        LightGBM settings of every bag.
     early_stopping_rounds : int, default=30
         Stop a bag when its held-out AUC has not improved for this many rounds
         (0 disables early stopping).
@@ -71,6 +142,12 @@ class BaseLGBMBagging(ClassifierMixin, BaseEstimator):
         LightGBM threads (``None``: all cores).
     random_state : int, default=0
         Seed of the bag draws and of LightGBM.
+    params : mapping of str to scalar, default=None
+        LightGBM parameters of every bag (any name or alias LightGBM knows,
+        as the ``**kwargs`` of LightGBM's own scikit-learn wrapper), over
+        :data:`DEFAULT_PARAMS`. The parameters this class sets from its own
+        arguments (objective, metric, seed, threads, device, rounds, early
+        stopping) are refused here: see :func:`owned_param`.
 
     Attributes
     ----------
@@ -87,11 +164,6 @@ class BaseLGBMBagging(ClassifierMixin, BaseEstimator):
         n_bags: int = 10,
         ratio: float = 1.0,
         n_estimators: int = 300,
-        learning_rate: float = 0.05,
-        num_leaves: int = 31,
-        min_child_samples: int = 20,
-        feature_fraction: float = 0.8,
-        lambda_l2: float = 1.0,
         early_stopping_rounds: int = 30,
         validation_fraction: float = 0.1,
         categorical_feature: list[int] | None = None,
@@ -99,15 +171,11 @@ class BaseLGBMBagging(ClassifierMixin, BaseEstimator):
         device: str = "cpu",
         n_jobs: int | None = None,
         random_state: int = 0,
+        params: Mapping[str, Any] | None = None,
     ) -> None:
         self.n_bags = n_bags
         self.ratio = ratio
         self.n_estimators = n_estimators
-        self.learning_rate = learning_rate
-        self.num_leaves = num_leaves
-        self.min_child_samples = min_child_samples
-        self.feature_fraction = feature_fraction
-        self.lambda_l2 = lambda_l2
         self.early_stopping_rounds = early_stopping_rounds
         self.validation_fraction = validation_fraction
         self.categorical_feature = categorical_feature
@@ -115,6 +183,7 @@ class BaseLGBMBagging(ClassifierMixin, BaseEstimator):
         self.device = device
         self.n_jobs = n_jobs
         self.random_state = random_state
+        self.params = params
 
     # -- public API --------------------------------------------------------
     def fit(self, X: _Matrix, y: np.ndarray, init_score: np.ndarray | None = None) -> "BaseLGBMBagging":
@@ -128,6 +197,9 @@ class BaseLGBMBagging(ClassifierMixin, BaseEstimator):
         X, y01 = validate_binary(self, X, y)
         if self.n_bags < 1 or self.ratio <= 0:
             raise ValueError("n_bags must be >= 1 and ratio > 0")
+        for key in self.params or {}:
+            if owned_param(key):
+                raise ValueError(f"params: {key!r} is set by {type(self).__name__} itself ({owned_param(key)})")
         self.device_ = resolve_device(self.device)
         self.estimators_: list[lgb.Booster] = []
         self.boosts_from_init_ = init_score is not None
@@ -189,26 +261,11 @@ class BaseLGBMBagging(ClassifierMixin, BaseEstimator):
         return {
             "objective": "binary",
             "metric": "binary_logloss",
-            "learning_rate": self.learning_rate,
-            "num_leaves": self.num_leaves,
-            "min_child_samples": self.min_child_samples,
-            "feature_fraction": self.feature_fraction,
-            "lambda_l2": self.lambda_l2,
-            # categorical columns (aid, aid x attribute crosses) have many levels:
-            # LightGBM's defaults overfit them; smooth and require data per level
-            "cat_smooth": 50.0,
-            "cat_l2": 10.0,
-            "min_data_per_group": 200,
-            "max_cat_threshold": 32,
+            **merge_params(DEFAULT_PARAMS, self.params or {}),
             "seed": seed,
             "deterministic": True,
             "num_threads": self.n_jobs or 0,
             "device_type": self.device_,
-            "feature_pre_filter": False,  # with min_data_in_leaf it silently drops rare columns
-            # measured on the small sparse set (61k x 9.3k): 7x faster for the same
-            # AUC than LightGBM's sparse bins (bench/README.md)
-            "is_enable_sparse": False,
-            "force_row_wise": True,
             "verbose": -1,
         }
 

@@ -24,9 +24,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
 from ensemble.metrics import aid_groups, per_aid_auc
-from pipeline.arrays import sorted_index
+from core import sorted_index
 
-__all__ = ["AidRank", "Blend", "Stack", "fit_blend_weights", "make_combiner", "nested_oof"]
+__all__ = ["COMBINERS", "AidRank", "Blend", "Stack", "fit_blend_weights", "make_combiner", "nested_oof"]
+
+#: The combiners of several models' predictions, by name (see :func:`make_combiner`).
+COMBINERS: tuple[str, ...] = ("blend_rank", "blend_score", "stack")
 
 logger = logging.getLogger(__name__)
 
@@ -55,62 +58,62 @@ class AidRank(TransformerMixin, BaseEstimator):
     def __init__(self, n_quantiles: int = 1001) -> None:
         self.n_quantiles = n_quantiles
 
-    def fit(self, P: np.ndarray, aid: np.ndarray) -> "AidRank":
-        """Learn the per-aid score distributions of ``P`` (rows x models)."""
-        P = np.asarray(P, dtype=np.float64)
+    def fit(self, scores: np.ndarray, aid: np.ndarray) -> "AidRank":
+        """Learn the per-aid score distributions of ``scores`` (rows x models)."""
+        scores = np.asarray(scores, dtype=np.float64)
         levels = np.linspace(0.0, 1.0, self.n_quantiles)
         self.aids_, self.knots_ = [], []
         for a, idx in aid_groups(aid):
             per_col = []
-            for j in range(P.shape[1]):
-                q = np.quantile(P[idx, j], levels)
+            for j in range(scores.shape[1]):
+                q = np.quantile(scores[idx, j], levels)
                 x, inv = np.unique(q, return_inverse=True)
                 lv = np.bincount(inv.ravel(), weights=levels) / np.bincount(inv.ravel())
                 per_col.append((x, lv))
             self.aids_.append(a)
             self.knots_.append(per_col)
         self.aids_ = np.asarray(self.aids_)
-        self.n_features_in_ = P.shape[1]
+        self.n_features_in_ = scores.shape[1]
         return self
 
-    def transform(self, P: np.ndarray, aid: np.ndarray) -> np.ndarray:
+    def transform(self, scores: np.ndarray, aid: np.ndarray) -> np.ndarray:
         """Rank of every score within its aid's reference distribution, in about [0, 1]."""
         check_is_fitted(self, "knots_")
-        P = np.asarray(P, dtype=np.float64)
+        scores = np.asarray(scores, dtype=np.float64)
         aid = np.asarray(aid)
         known = sorted_index(self.aids_, aid) >= 0
         if not known.all():
             raise ValueError(f"aids never seen in fit: {np.unique(aid[~known])[:5].tolist()}")
-        out = np.empty_like(P)
+        out = np.empty_like(scores)
         for a, idx in aid_groups(aid):
             knots = self.knots_[int(np.searchsorted(self.aids_, a))]
             for j, (x, lv) in enumerate(knots):
-                out[idx, j] = np.interp(P[idx, j], x, lv) + 1e-6 * P[idx, j]
+                out[idx, j] = np.interp(scores[idx, j], x, lv) + 1e-6 * scores[idx, j]
         return out
 
 
-def _rowdot(Z: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``Z @ w`` computed row by row in a fixed order.
+def _rowdot(inputs: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``inputs @ w`` computed row by row in a fixed order.
 
     A BLAS product may sum a row in a different order depending on how many
     rows it gets, so a pair's score would change (in the last bits) with the
     chunk it is scored in; a contiguous row sum does not.
     """
-    return np.ascontiguousarray(np.asarray(Z, dtype=np.float64) * w).sum(axis=1)
+    return np.ascontiguousarray(np.asarray(inputs, dtype=np.float64) * w).sum(axis=1)
 
 
-def fit_blend_weights(Z: np.ndarray, y: np.ndarray, aid: np.ndarray, max_evals: int = 120) -> np.ndarray:
-    """Non-negative weights (summing to 1) that maximise the mean per-aid AUC of ``Z @ w``.
+def fit_blend_weights(inputs: np.ndarray, y: np.ndarray, aid: np.ndarray, max_evals: int = 120) -> np.ndarray:
+    """Non-negative weights (summing to 1) that maximise the mean per-aid AUC of ``inputs @ w``.
 
     Nelder-Mead over softmax parameters, from equal weights. Equal weights
     when no aid in these rows has both classes (nothing to rank).
     """
-    m = Z.shape[1]
-    if m == 1 or np.isnan(per_aid_auc(y, Z[:, 0], aid).mean):
+    m = inputs.shape[1]
+    if m == 1 or np.isnan(per_aid_auc(y, inputs[:, 0], aid).mean):
         return np.full(m, 1.0 / m)
 
     def loss(theta: np.ndarray) -> float:
-        return -per_aid_auc(y, _rowdot(Z, softmax(theta)), aid).mean
+        return -per_aid_auc(y, _rowdot(inputs, softmax(theta)), aid).mean
 
     # an explicit simplex: scipy's default steps from zeros are 0.00025, inside ``xatol``,
     # so the search would stop at once on equal weights
@@ -187,8 +190,8 @@ class Blend(BaseEstimator):
         self.max_rows = max_rows
         self.seed = seed
 
-    def _z(self, P: np.ndarray, aid: np.ndarray) -> np.ndarray:
-        return self.ranker_.transform(P, aid) if self.ranker_ is not None else np.asarray(P, dtype=np.float64)
+    def _inputs(self, scores: np.ndarray, aid: np.ndarray) -> np.ndarray:
+        return self.ranker_.transform(scores, aid) if self.ranker_ is not None else np.asarray(scores, dtype=np.float64)
 
     def _size_classes(self, y: np.ndarray, aid: np.ndarray) -> None:
         self.aids_, size = _seed_sizes(y, aid)
@@ -200,21 +203,21 @@ class Blend(BaseEstimator):
         self.size_edges_ = edges
         self.size_bin_ = np.searchsorted(edges, size, side="left")
 
-    def fit(self, P: np.ndarray, y: np.ndarray, aid: np.ndarray) -> "Blend":
-        """Fit the rank map, the seed-size classes and their weights on out-of-fold predictions ``P``."""
+    def fit(self, scores: np.ndarray, y: np.ndarray, aid: np.ndarray) -> "Blend":
+        """Fit the rank map, the seed-size classes and their weights on out-of-fold predictions ``scores``."""
         if self.method not in ("rank", "score"):
             raise ValueError(f"unknown blend method {self.method!r}")
-        P, y, aid = np.asarray(P), np.asarray(y), np.asarray(aid)
-        self.ranker_ = AidRank().fit(P, aid) if self.method == "rank" else None
+        scores, y, aid = np.asarray(scores), np.asarray(y), np.asarray(aid)
+        self.ranker_ = AidRank().fit(scores, aid) if self.method == "rank" else None
         self._size_classes(y, aid)
         rows = np.arange(len(y))
         if len(y) > self.max_rows:
             rows = np.sort(np.random.default_rng(self.seed).choice(len(y), self.max_rows, replace=False))
             logger.info("blend weights searched on %d of %d rows", self.max_rows, len(y))
-        Z, y, aid = self._z(P[rows], aid[rows]), y[rows], aid[rows]
+        inputs, y, aid = self._inputs(scores[rows], aid[rows]), y[rows], aid[rows]
         bins = self._bins(aid)
         self.weights_ = np.vstack([
-            fit_blend_weights(Z[bins == b], y[bins == b], aid[bins == b]) for b in range(len(self.size_edges_) + 1)
+            fit_blend_weights(inputs[bins == b], y[bins == b], aid[bins == b]) for b in range(len(self.size_edges_) + 1)
         ])
         return self
 
@@ -228,9 +231,9 @@ class Blend(BaseEstimator):
         check_is_fitted(self, "weights_")
         return self.weights_[self._bins(aid)]
 
-    def predict(self, P: np.ndarray, aid: np.ndarray) -> np.ndarray:
+    def predict(self, scores: np.ndarray, aid: np.ndarray) -> np.ndarray:
         """The blended score of each row."""
-        return _rowdot(self._z(P, aid), self.model_weights(aid))
+        return _rowdot(self._inputs(scores, aid), self.model_weights(aid))
 
 
 class Stack(BaseEstimator):
@@ -255,9 +258,9 @@ class Stack(BaseEstimator):
         self.seed = seed
         self.by_seed_size = by_seed_size
 
-    def _features(self, P: np.ndarray, aid: np.ndarray) -> np.ndarray:
-        clipped = np.clip(np.asarray(P, dtype=np.float64), 1e-6, 1 - 1e-6)
-        ranks = self.ranker_.transform(P, aid)
+    def _features(self, scores: np.ndarray, aid: np.ndarray) -> np.ndarray:
+        clipped = np.clip(np.asarray(scores, dtype=np.float64), 1e-6, 1 - 1e-6)
+        ranks = self.ranker_.transform(scores, aid)
         cols = [logit(clipped), ranks]
         if self.by_seed_size:
             cols.append(ranks * self.size_of(aid)[:, None])
@@ -267,13 +270,13 @@ class Stack(BaseEstimator):
         """Standardised log seed size of each row's aid."""
         return _lookup(self.aids_, self.seed_size_, aid)
 
-    def fit(self, P: np.ndarray, y: np.ndarray, aid: np.ndarray) -> "Stack":
-        """Fit the rank map and the meta-learner on out-of-fold predictions ``P``."""
-        self.ranker_ = AidRank().fit(P, aid)
+    def fit(self, scores: np.ndarray, y: np.ndarray, aid: np.ndarray) -> "Stack":
+        """Fit the rank map and the meta-learner on out-of-fold predictions ``scores``."""
+        self.ranker_ = AidRank().fit(scores, aid)
         if self.by_seed_size:
             self.aids_, size = _seed_sizes(y, aid)
             self.seed_size_ = (size - size.mean()) / (size.std() or 1.0)
-        self.meta_ = LogisticRegression(C=1.0, max_iter=1000, random_state=self.seed).fit(self._features(P, aid), y)
+        self.meta_ = LogisticRegression(C=1.0, max_iter=1000, random_state=self.seed).fit(self._features(scores, aid), y)
         return self
 
     def model_weights(self, aid: np.ndarray) -> np.ndarray:
@@ -286,10 +289,10 @@ class Stack(BaseEstimator):
             w = w + self.size_of(aid)[:, None] * coef[2 * m : 3 * m]
         return w
 
-    def predict(self, P: np.ndarray, aid: np.ndarray) -> np.ndarray:
+    def predict(self, scores: np.ndarray, aid: np.ndarray) -> np.ndarray:
         """The meta-learner's probability of each row."""
         check_is_fitted(self, "meta_")
-        decision = _rowdot(self._features(P, aid), self.meta_.coef_[0]) + self.meta_.intercept_[0]
+        decision = _rowdot(self._features(scores, aid), self.meta_.coef_[0]) + self.meta_.intercept_[0]
         return expit(decision)  # LogisticRegression.predict_proba, row by row (see _rowdot)
 
 
@@ -303,7 +306,7 @@ def make_combiner(kind: str, seed: int = 0, by_seed_size: bool = False) -> Blend
 
 
 def nested_oof(
-    P: np.ndarray, y: np.ndarray, aid: np.ndarray, folds: np.ndarray, kind: str, seed: int = 0,
+    scores: np.ndarray, y: np.ndarray, aid: np.ndarray, folds: np.ndarray, kind: str, seed: int = 0,
     by_seed_size: bool = False,
 ) -> np.ndarray:
     """Honest out-of-fold predictions of a blend or stack.
@@ -314,5 +317,5 @@ def nested_oof(
     out = np.empty(len(y))
     for k in np.unique(folds):
         fit, held = folds != k, folds == k
-        out[held] = make_combiner(kind, seed, by_seed_size).fit(P[fit], y[fit], aid[fit]).predict(P[held], aid[held])
+        out[held] = make_combiner(kind, seed, by_seed_size).fit(scores[fit], y[fit], aid[fit]).predict(scores[held], aid[held])
     return out

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.stats import rankdata
 
-__all__ = ["AidAUC", "aid_groups", "per_aid_auc"]
+__all__ = ["AidAUC", "aid_groups", "fold_scores", "per_aid_auc"]
 
 
 @dataclass
@@ -73,3 +73,8 @@ def per_aid_auc(y: np.ndarray, score: np.ndarray, aid: np.ndarray) -> AidAUC:
     mean = float(values.mean()) if len(values) else float("nan")
     std = float(values.std()) if len(values) else float("nan")
     return AidAUC(mean=mean, std=std, per_aid=per, skipped=skipped)
+
+
+def fold_scores(score: np.ndarray, y: np.ndarray, aid: np.ndarray, folds: np.ndarray) -> list[float]:
+    """Mean per-aid AUC of ``score`` inside each fold, in fold order."""
+    return [per_aid_auc(y[folds == k], score[folds == k], aid[folds == k]).mean for k in np.unique(folds)]

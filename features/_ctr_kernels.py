@@ -1,4 +1,4 @@
-"""Compiled passes of :class:`features.ctr.CTRStats` (private).
+"""Compiled passes of :class:`features.ctr.CTREncoder` (private).
 
 Every sparse column of a CTR field, crossed with a group code of the row's aid
 (aid, advertiser, product type), is a *key*:

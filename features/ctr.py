@@ -12,7 +12,7 @@ encoders see only the training folds, whose rows get out-of-fold values over
 those folds (the same fold file, restricted), while fold ``k`` and the test
 rows get the statistics of all training folds.
 
-All of those statistics come from one set of counts: :class:`CTRStats` counts
+All of those statistics come from one set of counts: :class:`CTREncoder` counts
 every ``group x token`` key's rows and positives *per fold* in one chunked
 pass, and a statistic that leaves out folds ``k`` and ``j`` subtracts their
 counts. So the train stage pays one counting pass for all folds, instead of
@@ -28,10 +28,18 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
 
 from features import _ctr_kernels as _k
 
-__all__ = ["CTRBlock", "CTRSpec", "CTRStats"]
+__all__ = ["CTR_AGGREGATIONS", "CTREncoder", "CTRSpec"]
+
+#: The per-row aggregations of a multi-valued field's token rates, in output
+#: order: ``mean`` and ``max`` of the known tokens' smoothed rates, ``count``
+#: of known tokens, ``lor`` the sum of their log-odds ratios against their
+#: group (the naive Bayes score). All of them are the default.
+CTR_AGGREGATIONS: tuple[str, ...] = tuple(_k.AGG_CODES)
 
 
 @dataclass
@@ -42,32 +50,36 @@ class CTRSpec:
     ----------
     fields : list of (name, kind, start, stop)
         Token blocks in the sparse set (``kind`` "single" gets the mean only,
-        others mean, max and count of known tokens).
+        others every one of :attr:`aggregations`).
     groups : dict of name -> list of int
         Group code of each aid (by ``aid_idx``): aid, advertiser, product type.
     smoothing : float
         Pseudo-count of the prior (the group's own rate).
     aggregations : tuple of str
-        Per-row aggregations of multi-valued fields (see ``SparseTargetEncoder``).
+        Per-row aggregations of multi-valued fields, some of :data:`CTR_AGGREGATIONS`.
     """
 
     fields: list[tuple[str, str, int, int]]
     groups: dict[str, list[int]]
     smoothing: float
-    aggregations: tuple[str, ...] = ("mean", "max", "count")
+    aggregations: tuple[str, ...] = CTR_AGGREGATIONS
+
+    def __post_init__(self) -> None:
+        unknown = [a for a in self.aggregations if a not in CTR_AGGREGATIONS]
+        if unknown or not self.aggregations:
+            raise ValueError(f"aggregations {list(self.aggregations)!r}: use some of {', '.join(CTR_AGGREGATIONS)}")
 
     def aggs(self, kind: str) -> tuple[str, ...]:
         """Aggregations of a field: the mean for single-valued ones (one token), else :attr:`aggregations`."""
         return ("mean",) if kind == "single" else tuple(self.aggregations)
 
     @classmethod
-    def from_json(cls, obj: dict) -> "CTRSpec":
-        """Build from the ``ctr`` entry of ``columns.json``."""
-        return cls([tuple(f) for f in obj["fields"]], obj["groups"], obj["smoothing"],
-                   tuple(obj.get("aggregations", ("mean", "max", "count"))))
+    def from_dict(cls, obj: dict) -> CTRSpec:
+        """Build from :meth:`to_dict`'s output (the ``ctr`` entry of ``columns.json``)."""
+        return cls([tuple(f) for f in obj["fields"]], obj["groups"], obj["smoothing"], tuple(obj["aggregations"]))
 
-    def to_json(self) -> dict:
-        """The ``ctr`` entry of ``columns.json``."""
+    def to_dict(self) -> dict:
+        """Plain lists and numbers (JSON-ready)."""
         return {"fields": [list(f) for f in self.fields], "groups": self.groups, "smoothing": self.smoothing,
                 "aggregations": list(self.aggregations)}
 
@@ -79,11 +91,14 @@ class CTRSpec:
                 out += [f"ctr_{gname}_{name}_{agg}" for agg in self.aggs(kind)]
         return out
 
-
+    @property
+    def n_out(self) -> int:
+        """Number of output columns."""
+        return len(self.names())
 
 
 def _row_chunks(tokens: Any, chunk_rows: int) -> Iterator[tuple[int, int, sp.csr_matrix]]:  # noqa: ANN401
-    """``(start, stop, csr rows)`` of a CSR matrix or a :class:`pipeline.io.CSRRowReader`."""
+    """``(start, stop, csr rows)`` of a CSR matrix or of a reader with ``chunks(chunk_rows, data)``."""
     if hasattr(tokens, "chunks"):
         yield from tokens.chunks(chunk_rows, data=False)
         return
@@ -96,19 +111,30 @@ def _csr_arrays(rows: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
     return rows.indptr.astype(np.int64, copy=False), rows.indices.astype(np.int32, copy=False)
 
 
-class CTRStats:
-    """Per-fold counts of every ``group x token`` key: the source of all CTR statistics.
+class CTREncoder(TransformerMixin, BaseEstimator):
+    """Conversion-rate statistics of ``group x token`` keys, from per-fold counts.
 
     A key is a token column of a CTR field crossed with one group code of the
-    row's aid (see :class:`CTRSpec`). After :meth:`fit`, :meth:`transform`
-    returns any rows' statistics computed from the fitting rows of all folds
-    but the (up to two, per row) left-out ones. Every stored entry of the
-    token matrix counts as present (the features stage stores only non-zero
-    counts).
+    row's aid (see :class:`CTRSpec`). Each key's rate is smoothed toward its
+    ``group code x field`` rate, ``(pos + m * prior) / (n + m)``, and a row's
+    output aggregates the rates of its known keys per group and field (the
+    mean for single-valued fields, :attr:`CTRSpec.aggregations` for the others).
+
+    :meth:`fit` counts every key's rows and positives *per fold* in one
+    chunked pass. :meth:`transform` then encodes any rows from the fitting
+    rows of all folds but the (up to two, per row) left out ones, so one
+    fitted encoder serves every outer and inner fold of a cross-validation:
+    fold ``k``'s model sees its training rows encoded without fold ``k`` and
+    without their own fold, and fold ``k``'s rows encoded without fold ``k``.
+    :meth:`fit_transform` is cross-fitted like scikit-learn's
+    ``TargetEncoder``: each row without its own fold. Every stored entry of
+    the token matrix counts as present. A row's output depends only on that
+    row, never on the rows encoded with it.
 
     Parameters
     ----------
     spec : CTRSpec
+        Fields, groups, smoothing and aggregations.
     chunk_rows : int, default=500000
         Rows per compiled pass (memory vs. speed).
 
@@ -128,74 +154,62 @@ class CTRStats:
     def __init__(self, spec: CTRSpec, chunk_rows: int = 500_000) -> None:
         self.spec = spec
         self.chunk_rows = chunk_rows
-        self.fields_ = [(int(a), int(b)) for _, _, a, b in spec.fields]
-        self.start_ = np.array([a for a, _ in self.fields_], dtype=np.int64)
-        self.n_tok_ = np.array([b - a for a, b in self.fields_], dtype=np.int64)
-        n_cols = max((b for _, b in self.fields_), default=0)
-        self.col_field_ = np.full(n_cols, -1, dtype=np.int32)
-        for f, (a, b) in enumerate(self.fields_):
-            self.col_field_[a:b] = f
-        self.codes_ = [np.asarray(c, dtype=np.int32) for c in spec.groups.values()]
-        self.n_codes_ = np.array([int(c.max()) + 1 if len(c) else 1 for c in self.codes_], dtype=np.int64)
-        sizes = self.n_codes_[:, None] * self.n_tok_[None, :]
-        self.base_ = np.r_[0, np.cumsum(sizes.ravel())][:-1].reshape(sizes.shape).astype(np.int64)
-        self.n_key_space_ = int(sizes.sum())
-        aggs = [[spec.aggs(kind) for _, kind, _, _ in spec.fields] for _ in spec.groups]
-        width = max((len(a) for row in aggs for a in row), default=1)
-        self.agg_codes_ = np.full((len(self.codes_), len(self.fields_), width), -1, dtype=np.int8)
-        self.out_start_ = np.zeros((len(self.codes_), len(self.fields_)), dtype=np.int64)
-        col = 0
-        for g, row in enumerate(aggs):
-            for f, names in enumerate(row):
-                self.out_start_[g, f] = col
-                self.agg_codes_[g, f, : len(names)] = [_k.AGG_CODES[a] for a in names]
-                col += len(names)
-        self.n_out_ = col
 
-    def row_codes(self, aid_idx: np.ndarray) -> np.ndarray:
-        """Group code of each row (by its ``aid_idx``), one column per group."""
-        aid_idx = np.asarray(aid_idx, dtype=np.int64)
-        return np.ascontiguousarray(np.column_stack([c[aid_idx] for c in self.codes_]).astype(np.int32))
+    # -- key layout, a pure function of the spec ----------------------------
+    def _layout(self) -> _Layout:
+        return _Layout.of(self.spec)
 
-    def fit(self, tokens: Any, aid_idx: np.ndarray, y: np.ndarray, folds: np.ndarray) -> "CTRStats":  # noqa: ANN401
+    def fit(self, X: Any, y: np.ndarray, aid_idx: np.ndarray, folds: np.ndarray) -> CTREncoder:  # noqa: ANN401
         """Count the keys of the fitting rows, per fold.
 
         Parameters
         ----------
-        tokens : csr_matrix or pipeline.io.CSRRowReader
-            Sparse-set rows (read twice, ``chunk_rows`` at a time).
-        aid_idx : ndarray of int
+        X : csr_matrix, or a reader with ``shape`` and ``chunks(chunk_rows, data)``
+            Token rows of the sparse set (read twice, ``chunk_rows`` at a time).
         y : ndarray of {0, 1}
+        aid_idx : ndarray of int
+            Each row's aid (row of :attr:`CTRSpec.groups`' code lists).
         folds : ndarray of int in ``[0, n_folds)``
+            Each row's fold (the project's fold file).
         """
         folds = np.asarray(folds, dtype=np.int64)
         y = np.asarray(y, dtype=np.int64)
         aid_idx = np.asarray(aid_idx)
+        n = X.shape[0]
+        if not (len(y) == len(folds) == len(aid_idx) == n):
+            raise ValueError(f"X has {n} rows but y, aid_idx, folds have {len(y)}, {len(aid_idx)}, {len(folds)}")
         if len(folds) and folds.min() < 0:
             raise ValueError("folds must be non-negative")
+        if len(y) and not np.isin(y, (0, 1)).all():
+            raise ValueError("y must hold 0/1 labels")
+        lay = self._layout()
         self.n_folds_ = int(folds.max()) + 1 if len(folds) else 1
-        seen = np.zeros(self.n_key_space_, dtype=np.bool_)
-        for start, stop, rows in _row_chunks(tokens, self.chunk_rows):
+        seen = np.zeros(lay.n_key_space, dtype=np.bool_)
+        for start, stop, rows in _row_chunks(X, self.chunk_rows):
             indptr, indices = _csr_arrays(rows)
             order = np.argsort(aid_idx[start:stop], kind="stable")  # one aid's keys are neighbours
-            _k.mark_keys(indptr, indices, order, self.row_codes(aid_idx[start:stop]), self.col_field_, self.start_,
-                         self.n_tok_, self.base_, seen)
-        self.key_map_ = np.full(self.n_key_space_, -1, dtype=np.int32)
+            _k.mark_keys(indptr, indices, order, lay.row_codes(aid_idx[start:stop]), lay.col_field, lay.start,
+                         lay.n_tok, lay.base, seen)
+        key_map = np.full(lay.n_key_space, -1, dtype=np.int32)
         present = np.flatnonzero(seen)
         del seen
-        self.key_map_[present] = np.arange(len(present), dtype=np.int32)
-        self.counts_ = np.zeros((len(present), 2, self.n_folds_), dtype=np.int32)
-        self.group_counts_ = np.zeros(
-            (len(self.codes_), int(self.n_codes_.max(initial=1)), len(self.fields_), 2, self.n_folds_)
-        )
-        self.fold_counts_ = np.zeros((2, self.n_folds_))
-        for start, stop, rows in _row_chunks(tokens, self.chunk_rows):
+        key_map[present] = np.arange(len(present), dtype=np.int32)
+        counts = np.zeros((len(present), 2, self.n_folds_), dtype=np.int32)
+        group_counts = np.zeros((len(lay.codes), int(lay.n_codes.max(initial=1)), len(lay.fields), 2, self.n_folds_))
+        fold_counts = np.zeros((2, self.n_folds_))
+        for start, stop, rows in _row_chunks(X, self.chunk_rows):
             indptr, indices = _csr_arrays(rows)
             _k.count_keys(indptr, indices, np.argsort(aid_idx[start:stop], kind="stable"),
-                          self.row_codes(aid_idx[start:stop]), folds[start:stop], y[start:stop],
-                          self.col_field_, self.start_, self.n_tok_, self.base_, self.key_map_, self.counts_,
-                          self.group_counts_, self.fold_counts_)
+                          lay.row_codes(aid_idx[start:stop]), folds[start:stop], y[start:stop],
+                          lay.col_field, lay.start, lay.n_tok, lay.base, key_map, counts, group_counts, fold_counts)
+        self.key_map_, self.counts_, self.group_counts_, self.fold_counts_ = key_map, counts, group_counts, fold_counts
         return self
+
+    def fit_transform(  # type: ignore[override]
+        self, X: Any, y: np.ndarray, aid_idx: np.ndarray, folds: np.ndarray  # noqa: ANN401
+    ) -> np.ndarray:
+        """Fit, then encode the fitting rows each without its own fold (float32)."""
+        return self.fit(X, y, aid_idx, folds).transform(X, aid_idx, exclude=folds)
 
     def priors(self) -> np.ndarray:
         """``[a + 1, b + 1, group, code, field]``: prior rate without folds ``a`` and ``b`` (``-1``: none).
@@ -204,6 +218,7 @@ class CTRStats:
         of the rows where it has no tokens. (Sums of integer counts: exact in
         any order.)
         """
+        check_is_fitted(self, "counts_")
         n_f = self.n_folds_
         out = np.empty((n_f + 1, n_f + 1, *self.group_counts_.shape[:3]))
         for a in range(-1, n_f):
@@ -218,105 +233,99 @@ class CTRStats:
         return out
 
     def transform(
-        self, tokens: Any, aid_idx: np.ndarray, exclude_a: np.ndarray | int = -1, exclude_b: np.ndarray | int = -1,
-        rows: np.ndarray | None = None, out: np.ndarray | None = None,
-    ) -> np.ndarray:  # noqa: ANN401
-        """Statistics of rows from the fitting rows outside folds ``exclude_a`` and ``exclude_b`` (float32).
+        self, X: Any, aid_idx: np.ndarray, exclude: np.ndarray | int = -1,  # noqa: ANN401
+        exclude_also: np.ndarray | int = -1, rows: np.ndarray | None = None, out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Statistics of rows from the fitting rows outside the excluded folds (float32).
 
         Parameters
         ----------
-        tokens : csr_matrix or CSRRowReader
+        X : csr_matrix or reader
+            Token rows (as in :meth:`fit`; a reader is read in chunks).
         aid_idx : ndarray of int
             Of each output row.
-        exclude_a, exclude_b : int or ndarray of int
+        exclude, exclude_also : int or ndarray of int, default=-1
             Folds left out, per output row or for all (``-1``: none).
         rows : ndarray of int, optional
-            Rows of ``tokens`` to encode (default: all, in order).
+            Rows of the CSR matrix ``X`` to encode (default: all, in order).
         out : ndarray of float32, optional
             Written in place (a column slice of a design matrix is fine).
-
-        Each row's output depends only on that row.
         """
-        n = tokens.shape[0] if rows is None else len(rows)
+        check_is_fitted(self, "counts_")
+        lay = self._layout()
+        n = X.shape[0] if rows is None else len(rows)
         if out is None:
-            out = np.empty((n, self.n_out_), dtype=np.float32)
-        ex_a = np.broadcast_to(np.asarray(exclude_a, dtype=np.int64), (n,))
-        ex_b = np.broadcast_to(np.asarray(exclude_b, dtype=np.int64), (n,))
+            out = np.empty((n, lay.n_out), dtype=np.float32)
+        ex_a = np.broadcast_to(np.asarray(exclude, dtype=np.int64), (n,))
+        ex_b = np.broadcast_to(np.asarray(exclude_also, dtype=np.int64), (n,))
         aid_idx = np.asarray(aid_idx)
         priors = self.priors()
         priors = (priors, _k.logits(np.ascontiguousarray(priors)))
         if rows is not None:  # one chunk: the rows' positions in it
-            indptr, indices = _csr_arrays(sp.csr_matrix(tokens))
-            self._encode(indptr, indices, np.asarray(rows, dtype=np.int64), aid_idx, ex_a, ex_b, priors, out)
+            indptr, indices = _csr_arrays(sp.csr_matrix(X))
+            self._encode(lay, indptr, indices, np.asarray(rows, dtype=np.int64), aid_idx, ex_a, ex_b, priors, out)
             return out
-        for start, stop, chunk in _row_chunks(tokens, self.chunk_rows):
+        for start, stop, chunk in _row_chunks(X, self.chunk_rows):
             indptr, indices = _csr_arrays(chunk)
-            self._encode(indptr, indices, np.arange(stop - start), aid_idx[start:stop], ex_a[start:stop],
+            self._encode(lay, indptr, indices, np.arange(stop - start), aid_idx[start:stop], ex_a[start:stop],
                          ex_b[start:stop], priors, out[start:stop])
         return out
 
-    def _encode(self, indptr, indices, rows, aid_idx, ex_a, ex_b, priors, out) -> None:  # noqa: ANN001
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:  # noqa: ANN401
+        """The output column names (:meth:`CTRSpec.names`)."""
+        return np.array(self.spec.names(), dtype=object)
+
+    def _encode(self, lay, indptr, indices, rows, aid_idx, ex_a, ex_b, priors, out) -> None:  # noqa: ANN001
         """One chunk through the compiled kernel; ``priors`` is (:meth:`priors`, their logits)."""
         order = np.argsort(aid_idx, kind="stable")  # one aid's keys are neighbours in the tables
         _k.encode_rows(
-            indptr, indices, rows, order, self.row_codes(aid_idx), np.ascontiguousarray(ex_a),
-            np.ascontiguousarray(ex_b), self.col_field_, self.start_, self.n_tok_, self.base_, self.key_map_,
-            self.counts_, *priors, float(self.spec.smoothing), self.agg_codes_, self.out_start_, out,
+            indptr, indices, rows, order, lay.row_codes(aid_idx), np.ascontiguousarray(ex_a),
+            np.ascontiguousarray(ex_b), lay.col_field, lay.start, lay.n_tok, lay.base, self.key_map_,
+            self.counts_, *priors, float(self.spec.smoothing), lay.agg_codes, lay.out_start, out,
         )
 
 
-class CTRBlock:
-    """The conversion-rate columns of :class:`CTRSpec`, fitted on one set of rows.
+@dataclass(frozen=True)
+class _Layout:
+    """Where each ``group x field x token`` key and each output column sits, derived from a spec."""
 
-    ``fit_transform`` returns the fitting rows' statistics cross-fitted over
-    their folds; ``transform`` encodes any other rows (a held-out fold, the
-    test rows, new pairs) with the statistics of all fitting rows, one row at a
-    time: the result of a row does not depend on the rows scored with it.
-
-    A block can also be a view of shared :class:`CTRStats` that leaves one
-    fold out (:meth:`from_stats`): the train stage keeps one set of counts for
-    all its folds, and the saved scorer pickles it once.
-
-    Parameters
-    ----------
-    spec : CTRSpec
-
-    Attributes
-    ----------
-    stats_ : CTRStats
-    exclude_ : int
-        The fold left out of :attr:`stats_` (``-1``: none).
-    """
-
-    def __init__(self, spec: CTRSpec) -> None:
-        self.spec = spec
+    fields: list[tuple[int, int]]
+    start: np.ndarray
+    n_tok: np.ndarray
+    col_field: np.ndarray
+    codes: list[np.ndarray]
+    n_codes: np.ndarray
+    base: np.ndarray
+    n_key_space: int
+    agg_codes: np.ndarray
+    out_start: np.ndarray
+    n_out: int
 
     @classmethod
-    def from_stats(cls, stats: CTRStats, exclude: int = -1) -> "CTRBlock":
-        """The block of the fitting rows of ``stats`` outside fold ``exclude``."""
-        block = cls(stats.spec)
-        block.stats_, block.exclude_ = stats, int(exclude)
-        return block
+    def of(cls, spec: CTRSpec) -> _Layout:
+        fields = [(int(a), int(b)) for _, _, a, b in spec.fields]
+        start = np.array([a for a, _ in fields], dtype=np.int64)
+        n_tok = np.array([b - a for a, b in fields], dtype=np.int64)
+        col_field = np.full(max((b for _, b in fields), default=0), -1, dtype=np.int32)
+        for f, (a, b) in enumerate(fields):
+            col_field[a:b] = f
+        codes = [np.asarray(c, dtype=np.int32) for c in spec.groups.values()]
+        n_codes = np.array([int(c.max()) + 1 if len(c) else 1 for c in codes], dtype=np.int64)
+        sizes = n_codes[:, None] * n_tok[None, :]
+        base = np.r_[0, np.cumsum(sizes.ravel())][:-1].reshape(sizes.shape).astype(np.int64)
+        aggs = [[spec.aggs(kind) for _, kind, _, _ in spec.fields] for _ in spec.groups]
+        width = max((len(a) for row in aggs for a in row), default=1)
+        agg_codes = np.full((len(codes), len(fields), width), -1, dtype=np.int8)
+        out_start = np.zeros((len(codes), len(fields)), dtype=np.int64)
+        col = 0
+        for g, row in enumerate(aggs):
+            for f, names in enumerate(row):
+                out_start[g, f] = col
+                agg_codes[g, f, : len(names)] = [_k.AGG_CODES[a] for a in names]
+                col += len(names)
+        return cls(fields, start, n_tok, col_field, codes, n_codes, base, int(sizes.sum()), agg_codes, out_start, col)
 
-    def fit_transform(
-        self, tokens: sp.csr_matrix, aid_idx: np.ndarray, y: np.ndarray, folds: np.ndarray
-    ) -> np.ndarray:
-        """Fit on these rows; return their out-of-fold statistics (float32).
-
-        Parameters
-        ----------
-        tokens : csr_matrix
-            Sparse-set rows.
-        aid_idx : ndarray of int
-            ``aid_idx`` of each row.
-        y : ndarray of {0, 1}
-        folds : ndarray of int
-            Fold of each row (the project's fold file, restricted to them).
-        """
-        _, fold_idx = np.unique(np.asarray(folds), return_inverse=True)
-        self.stats_, self.exclude_ = CTRStats(self.spec).fit(tokens, aid_idx, y, fold_idx), -1
-        return self.stats_.transform(tokens, aid_idx, fold_idx)
-
-    def transform(self, tokens: sp.csr_matrix, aid_idx: np.ndarray) -> np.ndarray:
-        """Statistics of other rows from all fitting rows (float32)."""
-        return self.stats_.transform(tokens, aid_idx, self.exclude_)
+    def row_codes(self, aid_idx: np.ndarray) -> np.ndarray:
+        """Group code of each row (by its ``aid_idx``), one column per group."""
+        aid_idx = np.asarray(aid_idx, dtype=np.int64)
+        return np.ascontiguousarray(np.column_stack([c[aid_idx] for c in self.codes]).astype(np.int32))

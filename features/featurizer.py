@@ -15,27 +15,32 @@ works on per-user codes. Transforming works on one chunk of pairs at a time.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
+from sklearn.preprocessing import OneHotEncoder
+
+from core import AdTable, FieldBlock, Pairs, UserMatrix, row_chunks, sorted_index
 from features._keys import KeyCounter, LeaveSelfOutHistory
 from features._pruning import FrequencyPruner, MissingRatePruner
-from features.ctr import CTRSpec
-from pipeline.arrays import sorted_index
-from pipeline.loaders import AdTable, FieldBlock, UserMatrix
+from features.ctr import CTR_AGGREGATIONS, CTRSpec
+from features.design import DesignLayout
 
-__all__ = ["PairFeaturizer", "field_codes", "row_chunks"]
+__all__ = ["PairFeaturizer", "ad_one_hot", "field_codes"]
 
 logger = logging.getLogger(__name__)
 
 
-def row_chunks(n: int, size: int) -> Iterator[slice]:
-    """Consecutive slices of at most ``size`` rows covering ``range(n)``."""
-    for start in range(0, n, max(int(size), 1)):
-        yield slice(start, min(start + size, n))
+def ad_one_hot(ads: AdTable) -> tuple[sp.csr_matrix, list[str]]:
+    """One-hot id fields of every ad plus ``creativeSize`` as a number; with column names."""
+    cols = [c for c in ads.frame.columns if c != "aid"]
+    enc = OneHotEncoder(dtype=np.float32, handle_unknown="ignore")
+    onehot = enc.fit_transform(ads.frame[cols].to_numpy())
+    numeric = sp.csr_matrix(ads.frame[["creativeSize"]].to_numpy(dtype=np.float32))
+    names = [f"ad:{n}" for n in enc.get_feature_names_out(cols)] + ["ad:creativeSize_num"]
+    return sp.hstack([onehot, numeric], format="csr"), names
 
 
 def field_codes(X: sp.csr_matrix, fields: list[FieldBlock]) -> tuple[np.ndarray, np.ndarray]:
@@ -126,11 +131,13 @@ class PairFeaturizer:
     categorical_ : list of str
         Dense columns that are category ids.
     ctr_spec_ : CTRSpec
+    layout_ : DesignLayout
+        Column counts of the sparse, dense and CTR blocks (see :mod:`features.design`).
     """
 
     def __init__(
         self, missing_threshold: float = 0.9, min_df: int = 20, ctr_smoothing: float = 20.0,
-        chunk_rows: int = 500_000, ctr_aggregations: tuple[str, ...] = ("mean", "max", "count"),
+        chunk_rows: int = 500_000, ctr_aggregations: tuple[str, ...] = CTR_AGGREGATIONS,
     ) -> None:
         self.missing_threshold = missing_threshold
         self.min_df = min_df
@@ -139,28 +146,30 @@ class PairFeaturizer:
         self.ctr_aggregations = ctr_aggregations
 
     # ------------------------------------------------------------------ fit
-    def fit(self, users: UserMatrix, ads: AdTable, train: dict, test: dict) -> "PairFeaturizer":
+    def fit(self, users: UserMatrix, ads: AdTable, train: Pairs, test: Pairs) -> PairFeaturizer:
         """Learn the pruning, vocabularies, counts and history from the loaded pairs.
 
         Parameters
         ----------
         users : UserMatrix
         ads : AdTable
-        train, test : dict
-            Pairs from the load stage (``aid_idx``, ``uid``, ``user_row``;
-            ``label`` for train). The test pairs only add to label-free counts.
+        train, test : Pairs
+            Pairs from the load stage (train with labels). The test pairs only
+            add to label-free counts.
         """
-        y = np.asarray(train["label"], dtype=np.float64)
+        if train.label is None:
+            raise ValueError("the training pairs need labels")
+        y = np.asarray(train.label, dtype=np.float64)
         self.fields_ = [FieldBlock(f.name, f.offset, f.values, f.df, f.kind) for f in users.fields]
         slices = [(f.name, f.offset, f.stop) for f in users.fields]
         self.missing_ = MissingRatePruner(threshold=self.missing_threshold, fields=slices)
         self.frequency_ = FrequencyPruner(min_df=self.min_df)
-        weight = np.bincount(train["user_row"], minlength=users.n_users).astype(np.float64)
+        weight = np.bincount(train.user_row, minlength=users.n_users).astype(np.float64)
         single_of_user = np.empty((users.n_users, len(self._singles())), dtype=np.int32)
         for rows in tqdm(
             list(row_chunks(users.n_users, self.chunk_rows)), desc="fit features", unit="chunk", disable=None
         ):
-            X = _user_slice(users, rows)
+            X = users.row_range(rows)
             single_of_user[rows] = field_codes(X, self.fields_)[0]
             if weight[rows].any():
                 self.missing_.partial_fit(X, sample_weight=weight[rows])
@@ -173,35 +182,35 @@ class PairFeaturizer:
                 self.kept_fields_.append((f.name, f.kind, int(a), int(b)))
 
         self.aids_ = ads.aids.copy()
-        self.ad_onehot_, ad_names = ads.one_hot()
+        self.ad_onehot_, ad_names = ad_one_hot(ads)
         n_aids = len(self.aids_)
         self.group_codes_ = {g: _codes(ads.frame[col].to_numpy()) for g, col in
                              (("advertiser", "advertiserId"), ("productType", "productType"))}
 
-        parts = {"train": train, "test": test}
-        single = {p: single_of_user[parts[p]["user_row"]] for p in parts}
+        single_train, single_test = single_of_user[train.user_row], single_of_user[test.user_row]
         del single_of_user
         self.counters_ = {}
         for j, f in enumerate(self._singles()):
             if f.size == 0:
                 continue
-            keys = np.concatenate([self._cross_id(j, single[p][:, j], parts[p]["aid_idx"]) for p in parts])
+            keys = np.concatenate([self._cross_id(j, single_train[:, j], train.aid_idx),
+                                   self._cross_id(j, single_test[:, j], test.aid_idx)])
             self.counters_[f.name] = KeyCounter().fit(keys[:, None])
-        self.counters_["uid"] = KeyCounter().fit(np.r_[train["uid"], test["uid"]][:, None])
+        self.counters_["uid"] = KeyCounter().fit(np.r_[train.uid, test.uid][:, None])
 
         self.history_ = {}
         for g in ("all", *self.group_codes_):
-            key = self._history_key(g, train["uid"], train["aid_idx"])
+            key = self._history_key(g, train.uid, train.aid_idx)
             self.history_[g] = LeaveSelfOutHistory().fit(key[:, None], y)
 
         self.cross_keep_ = {}
         for j, f in enumerate(self._singles()):
-            local, width = self._kept_local(j, single["train"][:, j])
+            local, width = self._kept_local(j, single_train[:, j])
             if local is None:
                 continue
             ok = local >= 0
             counts = np.bincount(
-                train["aid_idx"][ok].astype(np.int64) * width + local[ok], minlength=n_aids * width
+                train.aid_idx[ok].astype(np.int64) * width + local[ok], minlength=n_aids * width
             )
             self.cross_keep_[f.name] = np.flatnonzero(counts >= self.min_df)
 
@@ -265,6 +274,10 @@ class PairFeaturizer:
                     **{g: codes.tolist() for g, codes in self.group_codes_.items()}},
             smoothing=self.ctr_smoothing,
             aggregations=tuple(self.ctr_aggregations),
+        )
+        self.layout_ = DesignLayout(
+            n_raw=self.n_raw_, n_dense=len(dense), n_ctr=self.ctr_spec_.n_out,
+            dense_categorical=tuple(dense.index(c) for c in self.categorical_),
         )
 
     # ------------------------------------------------------------ transform
@@ -333,16 +346,6 @@ class PairFeaturizer:
             ))
         sparse = sp.hstack(blocks, format="csr", dtype=np.float32)
         return sparse, dense_arr
-
-
-def _user_slice(users: UserMatrix, rows: slice) -> sp.csr_matrix:
-    """A contiguous run of user rows as CSR (reads only that part of the memory map)."""
-    lo, hi = int(users.indptr[rows.start]), int(users.indptr[rows.stop])
-    indptr = users.indptr[rows.start : rows.stop + 1] - lo
-    indices = np.array(users.indices[lo:hi])  # a copy: the pruners may edit it in place
-    return sp.csr_matrix(
-        (np.ones(len(indices), np.float32), indices, indptr), shape=(rows.stop - rows.start, users.n_cols)
-    )
 
 
 def _codes(values: np.ndarray) -> np.ndarray:

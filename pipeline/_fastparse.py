@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from pipeline.arrays import sorted_index
+from core import sorted_index
 
 __all__ = ["NameTable", "filter_lines", "remap_sort_rows", "scan_chunk", "mark_seen"]
 

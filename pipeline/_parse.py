@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.errors import InputFormatError
+from core import InputFormatError
 
 __all__ = ["ParsedChunk", "parse_chunk"]
 

@@ -1,10 +1,12 @@
 """Saved models: a joblib file with a JSON manifest beside it, loaded safely.
 
 ``joblib.load`` runs pickle, which can execute code. :func:`load_artifact`
-therefore checks, before unpickling, that the manifest exists, that the file's
-SHA-256 matches it (never overridable), and that the libraries that wrote it
-have the same major.minor versions as the ones loading it (overridable with
-``trust_versions``).
+therefore checks, before unpickling, that the manifest exists, that it says
+the file is the kind of artifact the caller expects (:class:`ArtifactKind`:
+a featurizer passed where a scorer is wanted is refused by name), that the
+file's SHA-256 matches it (never overridable), and that the libraries that
+wrote it have the same major.minor versions as the ones loading it
+(overridable with ``trust_versions``).
 """
 
 from __future__ import annotations
@@ -16,15 +18,24 @@ import os
 import platform
 import subprocess
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import joblib
 
-from pipeline.errors import LookalikeError
+from core import LookalikeError
 from pipeline.io import atomic_path, write_json
 
-__all__ = ["library_versions", "load_artifact", "manifest_path", "save_artifact", "sha256"]
+__all__ = ["ArtifactKind", "library_versions", "load_artifact", "manifest_path", "save_artifact", "sha256"]
+
+
+class ArtifactKind(StrEnum):
+    """What a saved file holds (the manifest's ``artifact`` entry)."""
+
+    FEATURIZER = "featurizer"  #: the features stage's fitted PairFeaturizer
+    FOLD_MODELS = "fold models"  #: one model's estimators, one per task (models/<model>.joblib)
+    SCORER = "scorer"  #: the whole scoring pipeline (models/scorer.joblib)
 
 _LIBRARIES = ("numpy", "scipy", "scikit-learn", "lightgbm", "joblib", "pandas", "lookalike")
 
@@ -65,11 +76,14 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def save_artifact(obj: Any, path: str | os.PathLike[str], info: dict[str, Any] | None = None) -> dict[str, Any]:
+def save_artifact(
+    obj: Any, path: str | os.PathLike[str], kind: ArtifactKind, info: dict[str, Any] | None = None  # noqa: ANN401
+) -> dict[str, Any]:
     """Dump ``obj`` with joblib and write its manifest; returns the manifest.
 
-    ``info`` (config, its hash, feature names, CV scores, ...) is stored in the
-    manifest with the file's SHA-256, the library versions and the git commit.
+    The manifest says what the file is (``kind``) and holds ``info`` (config,
+    its hash, feature names, CV scores, ...) with the file's SHA-256, the
+    library versions and the git commit.
     """
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -77,6 +91,7 @@ def save_artifact(obj: Any, path: str | os.PathLike[str], info: dict[str, Any] |
         digest = sha256(tmp)
     manifest = {
         "file": path.name,
+        "artifact": str(kind),
         "sha256": digest,
         "versions": library_versions(),
         "git_commit": _git_commit(),
@@ -91,25 +106,35 @@ def _major_minor(version: str) -> tuple[str, ...]:
     return tuple(version.split(".")[:2])
 
 
-def load_artifact(path: str | os.PathLike[str], trust_versions: bool = False) -> Any:
-    """Load an artifact written by :func:`save_artifact`, after checking it.
+def load_artifact(
+    path: str | os.PathLike[str], kind: ArtifactKind, trust_versions: bool = False, expected_type: type | None = None
+) -> Any:  # noqa: ANN401
+    """Load an artifact of ``kind`` written by :func:`save_artifact`, after checking it.
+
+    ``expected_type``: also check the unpickled object's class.
 
     Raises
     ------
     LookalikeError
-        The manifest is missing or unreadable, the checksum differs (the file
-        was changed or corrupted: never loaded), or a library's major.minor
-        version differs and ``trust_versions`` is False.
+        The manifest is missing or unreadable, it describes another kind of
+        artifact, the checksum differs (the file was changed or corrupted:
+        never loaded), or a library's major.minor version differs and
+        ``trust_versions`` is False. Each names the file.
     """
     path = Path(path)
     mpath = manifest_path(path)
-    if not mpath.is_file():
-        raise LookalikeError(f"{path}: no manifest {mpath.name} beside it; refusing to unpickle an unverified file")
+    if not mpath.is_file() or mpath == path:
+        raise LookalikeError(f"{path}: not a lookalike {kind} (no manifest {mpath.name} beside it); "
+                             "refusing to unpickle an unverified file")
     try:
         manifest = json.loads(mpath.read_text())
         expected = manifest["sha256"]
-    except (ValueError, KeyError) as exc:
-        raise LookalikeError(f"{mpath}: unreadable manifest ({exc})") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise LookalikeError(f"{path}: not a lookalike {kind} (its manifest {mpath.name} is not one: {exc})") from None
+    found = manifest.get("artifact")
+    if found != str(kind):
+        what = f"a {found}" if found else "an artifact of an earlier lookalike version (its manifest names no kind)"
+        raise LookalikeError(f"{path} is {what}, not a {kind}")
     actual = sha256(path)
     if actual != expected:
         raise LookalikeError(
@@ -127,4 +152,7 @@ def load_artifact(path: str | os.PathLike[str], trust_versions: bool = False) ->
             f"{path} was written with other library versions ({'; '.join(changed)}); "
             "pass --trust to load it anyway"
         )
-    return joblib.load(path)
+    obj = joblib.load(path)
+    if expected_type is not None and not isinstance(obj, expected_type):
+        raise LookalikeError(f"{path} holds a {type(obj).__name__}, not a {expected_type.__name__} ({kind})")
+    return obj

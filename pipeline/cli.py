@@ -1,7 +1,7 @@
 """The ``lookalike`` command: one subcommand per pipeline stage.
 
 Every subcommand takes its input and output paths as arguments (the Makefile
-names them); the work itself lives in the library modules.
+names them); the work itself lives in the stage modules (:mod:`pipeline.stages`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from pipeline.errors import LookalikeError
+from core import LookalikeError
 
 __all__ = ["main"]
 
@@ -87,12 +87,16 @@ def _add_load(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_load(args: argparse.Namespace) -> None:
-    from pipeline.config import load_config
-    from pipeline.load import run_load
+    from dataclasses import replace
 
-    chunk = args.chunk_lines or load_config(args.config)["load"]["chunk_lines"]
+    from pipeline.config import load_config
+    from pipeline.stages.load import run_load
+
+    settings = load_config(args.config).load
+    if args.chunk_lines:
+        settings = replace(settings, chunk_lines=args.chunk_lines)
     _require(args.users, args.ads, args.train, args.test)
-    run_load(args.users, args.ads, args.train, args.test, args.out, chunk_lines=chunk)
+    run_load(args.users, args.ads, args.train, args.test, args.out, settings)
 
 
 def _require(*paths: Path) -> None:
@@ -115,14 +119,12 @@ def _add_folds(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_folds(args: argparse.Namespace) -> None:
-    from features.folds import make_folds, write_folds
     from pipeline.config import load_config
-    from pipeline.load import load_pairs_file
+    from pipeline.stages.folds import run_folds
 
-    cfg = load_config(args.config)["folds"]
+    settings = load_config(args.config).folds
     _require(args.pairs)
-    train = load_pairs_file(args.pairs, "train")
-    write_folds(make_folds(train["aid"], train["label"], cfg["n_folds"], cfg["seed"]), args.out)
+    run_folds(args.pairs, args.out, settings)
 
 
 def _add_features(sub: argparse._SubParsersAction) -> None:
@@ -141,10 +143,10 @@ def _add_features(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_features(args: argparse.Namespace) -> None:
-    from features.build import build_features
     from pipeline.config import load_config
+    from pipeline.stages.features import run_features
 
-    build_features(args.interim, args.folds, args.out, args.report, load_config(args.config)["features"])
+    run_features(args.interim, args.folds, args.out, args.report, load_config(args.config).features)
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -168,12 +170,17 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> None:
-    from ensemble.cv import run_train
-    from pipeline.config import load_config
+    from dataclasses import replace
 
-    settings = load_config(args.config)["train"]
+    from pipeline.config import SettingError, load_config
+    from pipeline.stages.train import run_train
+
+    settings = load_config(args.config).train
     if args.scheduler is not None:
-        settings["scheduler"] = args.scheduler
+        try:
+            settings = replace(settings, scheduler=args.scheduler)
+        except SettingError as exc:
+            raise LookalikeError(f"--scheduler {exc.message}") from None
     run_train(args.features, args.interim, args.folds, args.build, args.report, settings, truth=args.truth)
 
 
@@ -181,16 +188,18 @@ def _add_submit(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "submit",
         help="write the submission CSV",
-        description="Write aid,uid,score for every test row, in the test file's order.",
+        description="Write aid,uid,score for every test row, in the test file's order. The predictions "
+        "carry their (aid, uid) pairs: predictions made for another test file are refused with the first "
+        "line that differs.",
     )
-    p.add_argument("--pred", required=True, type=Path, help="final predictions (.npy)")
+    p.add_argument("--pred", required=True, type=Path, help="final predictions with their pairs (pred/final.npz)")
     p.add_argument("--test", required=True, type=Path, help="test1.csv")
     p.add_argument("--out", required=True, type=Path, help="submission CSV")
     p.set_defaults(run=_run_submit)
 
 
 def _run_submit(args: argparse.Namespace) -> None:
-    from pipeline.submit import write_submission
+    from pipeline.stages.submit import write_submission
 
     _require(args.pred, args.test)
     write_submission(args.pred, args.test, args.out)
@@ -209,7 +218,7 @@ def _add_check(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_check(args: argparse.Namespace) -> None:
-    from pipeline.submit import check_submission
+    from pipeline.stages.submit import check_submission
 
     _require(args.submission, args.test)
     problems = check_submission(args.submission, args.test)
@@ -241,7 +250,7 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_score(args: argparse.Namespace) -> None:
-    from pipeline.score import score_pairs
+    from pipeline.stages.score import score_pairs
 
     _require(args.model, args.pairs, args.users)
     score_pairs(

@@ -57,7 +57,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from pipeline.errors import LookalikeError
+from core import LookalikeError
 from pipeline.io import atomic_paths
 from pipeline.schema import (
     AD_COLUMNS,

@@ -9,7 +9,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from ensemble import BalanceCascadeLGBM, EasyEnsembleLGBM, ReferenceLGBM, resolve_device
 from ensemble._bagging import _undo_undersampling, cascade_keep
 
-FAST = dict(n_bags=3, n_estimators=20, min_child_samples=1, num_leaves=7, n_jobs=1)
+FAST = dict(n_bags=3, n_estimators=20, n_jobs=1, params={"min_child_samples": 1, "num_leaves": 7})
 
 
 @parametrize_with_checks(
@@ -27,14 +27,58 @@ def _imbalanced(n: int = 3000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
-def test_easy_ensemble_bags_hold_all_positives_and_ratio_negatives() -> None:
+class _Recording(EasyEnsembleLGBM):
+    """EasyEnsemble that records the rows every bag trains and early-stops on."""
+
+    def _train_bag(self, X, y, bag, stop, seed, beta=1.0):  # noqa: ANN001, ANN202
+        self.seen_.append((bag.copy(), None if stop is None else stop.copy(), seed))
+        return super()._train_bag(X, y, bag, stop, seed, beta)
+
+    def fit(self, X, y, init_score=None):  # noqa: ANN001, ANN201
+        self.seen_ = []
+        return super().fit(X, y, init_score)
+
+
+@pytest.mark.parametrize(("ratio", "validation_fraction"), [(2.0, 0.0), (1.0, 0.1)])
+def test_easy_ensemble_bags_hold_the_positives_and_ratio_fresh_negatives(ratio: float,
+                                                                         validation_fraction: float) -> None:
     X, y = _imbalanced()
-    est = EasyEnsembleLGBM(ratio=2.0, validation_fraction=0.0, **FAST).fit(X, y)
-    n_pos, n_neg = y.sum(), (y == 0).sum()
-    assert len(est.estimators_) == 3
-    assert est.negative_share_ == pytest.approx([2 * n_pos / n_neg] * 3)
-    for booster in est.estimators_:  # each bag's own Dataset: positives + 2x negatives
-        assert booster.num_trees() > 0
+    est = _Recording(ratio=ratio, validation_fraction=validation_fraction, **FAST).fit(X, y)
+    pos, neg = set(np.flatnonzero(y == 1)), set(np.flatnonzero(y == 0))
+    n_hold = int(round(validation_fraction * len(pos)))
+    assert len(est.seen_) == len(est.estimators_) == 3
+    negative_draws = []
+    for b, (bag, stop, seed) in enumerate(est.seen_):
+        bag_pos, bag_neg = set(bag) & pos, set(bag) & neg
+        assert len(bag) == len(set(bag)) == len(bag_pos) + len(bag_neg)  # no repeats, nothing else
+        assert len(bag_pos) == len(pos) - n_hold  # every positive but the held-out share
+        assert len(bag_neg) == int(np.ceil(ratio * len(bag_pos)))  # ratio negatives per positive
+        assert seed == b  # random_state + bag
+        if n_hold:
+            # early stopping on the held-out positives and as many times ratio negatives outside the bag
+            assert set(stop) & pos == pos - bag_pos and len(set(stop) & pos) == n_hold
+            assert not set(stop) & set(bag) and len(set(stop) & neg) == int(np.ceil(ratio * n_hold))
+        else:
+            assert stop is None
+        negative_draws.append(bag_neg)
+        assert est.negative_share_[b] == pytest.approx(len(bag_neg) / len(neg))
+    assert len({frozenset(d) for d in negative_draws}) == 3  # each bag an independent draw
+
+
+def test_params_reach_every_bag_and_aliases_replace_the_defaults() -> None:
+    X, y = _imbalanced()
+    est = EasyEnsembleLGBM(n_bags=2, n_estimators=5, n_jobs=1, params={"eta": 0.3, "num_leaves": 5}).fit(X, y)
+    for booster in est.estimators_:
+        assert booster.params["eta"] == 0.3 and "learning_rate" not in booster.params  # the default 0.05 is gone
+        assert booster.params["num_leaves"] == 5
+        tree = booster.dump_model()["tree_info"][0]["tree_structure"]
+        assert _leaves(tree) <= 5
+    with pytest.raises(ValueError, match="'nthread' is set by EasyEnsembleLGBM itself"):
+        EasyEnsembleLGBM(params={"nthread": 3}).fit(X, y)
+
+
+def _leaves(node: dict) -> int:
+    return 1 if "leaf_value" in node else _leaves(node["left_child"]) + _leaves(node["right_child"])
 
 
 def test_undersampling_correction_restores_the_base_rate() -> None:
@@ -61,7 +105,7 @@ def test_cascade_halves_the_negatives_each_stage() -> None:
     y = np.r_[np.ones(4, int), np.zeros(16, int)]
     X[:4] += 2.0
     est = BalanceCascadeLGBM(n_bags=3, ratio=1.0, early_stopping_rounds=0, n_estimators=10,
-                             min_child_samples=1, num_leaves=4, n_jobs=1).fit(X, y)
+                             params={"min_child_samples": 1, "num_leaves": 4}, n_jobs=1).fit(X, y)
     assert est.keep_rate_ == pytest.approx(0.5)
     assert est.negatives_per_stage_ == [16, 8, 4]
 
@@ -69,7 +113,7 @@ def test_cascade_halves_the_negatives_each_stage() -> None:
 def test_cascade_later_bags_see_the_hard_negatives() -> None:
     X, y = _imbalanced(4000, seed=2)
     est = BalanceCascadeLGBM(n_bags=4, ratio=1.0, early_stopping_rounds=0, n_estimators=30,
-                             min_child_samples=5, n_jobs=1).fit(X, y)
+                             params={"min_child_samples": 5}, n_jobs=1).fit(X, y)
     first = est.estimators_[0].predict(X[y == 0])
     # the negatives still in play at the end are those the first bag found most positive-like
     assert est.negatives_per_stage_[-1] < est.negatives_per_stage_[0] / 4
@@ -93,7 +137,7 @@ def test_auto_device_falls_back_to_a_working_one() -> None:
 
 def test_cascade_scores_are_a_cascade_and_rank_well_on_noisy_data() -> None:
     X, y = _imbalanced(6000, seed=3)
-    est = BalanceCascadeLGBM(n_bags=4, ratio=1.0, n_estimators=40, min_child_samples=20, n_jobs=1).fit(X, y)
+    est = BalanceCascadeLGBM(n_bags=4, ratio=1.0, n_estimators=40, params={"min_child_samples": 20}, n_jobs=1).fit(X, y)
     p = est.predict_proba(X)[:, 1]
     s0 = 3.5 / 4  # undo the rescaling that puts the decision point at 0.5
     s = np.where(p <= 0.5, p / 0.5 * s0, s0 + (p - 0.5) / 0.5 * (1 - s0))
@@ -111,7 +155,7 @@ def test_cascade_scores_are_a_cascade_and_rank_well_on_noisy_data() -> None:
 def test_group_column_early_stops_on_the_mean_per_group_auc() -> None:
     X, y = _imbalanced(4000, seed=5)
     X = np.column_stack([np.arange(len(y)) % 4, X])  # column 0: the group (an aid)
-    est = ReferenceLGBM(n_estimators=200, early_stopping_rounds=10, min_child_samples=5,
+    est = ReferenceLGBM(n_estimators=200, early_stopping_rounds=10, params={"min_child_samples": 5},
                         group_column=0, n_jobs=1).fit(X, y)
     booster = est.estimators_[0]
     assert "mean_group_auc" in booster.best_score["valid_0"]

@@ -8,7 +8,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from ensemble import EasyEnsembleLGBM, PerAidLGBM, ReferenceLGBM, per_aid_auc
 
-FAST = dict(n_bags=2, n_estimators=60, min_child_samples=5, num_leaves=7, n_jobs=1, early_stopping_rounds=10)
+FAST = dict(n_bags=2, n_estimators=60, params={"min_child_samples": 5, "num_leaves": 7}, n_jobs=1,
+            early_stopping_rounds=10)
 
 
 @parametrize_with_checks(
@@ -80,7 +81,7 @@ def test_boosting_from_an_init_score_starts_from_it(kind) -> None:  # noqa: ANN0
     """With no trees to add, the model returns the init score's probabilities at full balance."""
     X, y = _tastes(n_aids=1, rows=2000, shared=True, seed=4)
     init = np.random.default_rng(0).normal(-2.0, 1.0, len(y))
-    est = kind(**{**FAST, "n_estimators": 1, "learning_rate": 1e-12}).fit(X, y, init_score=init)
+    est = kind(**{**FAST, "n_estimators": 1, "params": {**FAST["params"], "learning_rate": 1e-12}}).fit(X, y, init_score=init)
     np.testing.assert_allclose(est.predict_proba(X, init_score=init)[:, 1], 1 / (1 + np.exp(-init)), rtol=1e-6)
     with pytest.raises(ValueError, match="init_score"):
         est.predict_proba(X)

@@ -1,4 +1,4 @@
-"""The compiled CTR block against the reference: one SparseTargetEncoder per group x field."""
+"""The compiled CTR encoder against the reference (one SparseTargetEncoder per group x field), and its contract."""
 
 from __future__ import annotations
 
@@ -6,11 +6,18 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from features import SparseTargetEncoder
-from features.ctr import CTRBlock, CTRSpec, CTRStats
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.estimator_checks import (
+    check_get_params_invariance,
+    check_no_attributes_set_in_init,
+)
+
+from features import CTR_AGGREGATIONS, CTREncoder, CTRSpec
+from features.reference import SparseTargetEncoder
 from pipeline.io import CSRChunkWriter, CSRRowReader
 
-AGGS = ("mean", "max", "count", "lor")
+AGGS = CTR_AGGREGATIONS
 
 
 def _cross(block: sp.csr_matrix, group: np.ndarray, n_groups: int) -> sp.csr_matrix:
@@ -63,24 +70,23 @@ def test_block_matches_one_encoder_per_group_and_field(seed: int) -> None:
     spec, X, aid, y, folds = _data(seed)
     fit, other = np.arange(200), np.arange(200, 300)
     want_fit, want_other = _reference(spec, X[fit], aid[fit], y[fit], folds[fit], X[other], aid[other])
-    block = CTRBlock(spec)
-    got_fit = block.fit_transform(X[fit], aid[fit], y[fit], folds[fit])
+    enc = CTREncoder(spec)
+    got_fit = enc.fit_transform(X[fit], y[fit], aid_idx=aid[fit], folds=folds[fit])
     np.testing.assert_allclose(got_fit, want_fit, rtol=1e-6, equal_nan=True)
-    np.testing.assert_allclose(block.transform(X[other], aid[other]), want_other, rtol=1e-6, equal_nan=True)
-    assert got_fit.shape[1] == len(spec.names())
+    np.testing.assert_allclose(enc.transform(X[other], aid[other]), want_other, rtol=1e-6, equal_nan=True)
+    assert got_fit.shape[1] == len(spec.names()) == len(enc.get_feature_names_out())
 
 
 def test_leaving_folds_out_of_shared_counts_equals_refitting_without_them() -> None:
     """One set of counts gives every outer fold's design: fit rows leave out (k, own fold), others k."""
     spec, X, aid, y, folds = _data(3, n=400)
-    stats = CTRStats(spec, chunk_rows=37).fit(X, aid, y, folds)
+    enc = CTREncoder(spec, chunk_rows=37).fit(X, y, aid_idx=aid, folds=folds)
     for k in range(4):
         fit, held = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
         want_fit, want_held = _reference(spec, X[fit], aid[fit], y[fit], folds[fit], X[held], aid[held])
-        np.testing.assert_allclose(stats.transform(X[fit], aid[fit], k, folds[fit]), want_fit, rtol=1e-6,
+        np.testing.assert_allclose(enc.transform(X[fit], aid[fit], k, folds[fit]), want_fit, rtol=1e-6,
                                    equal_nan=True)
-        held_block = CTRBlock.from_stats(stats, k)
-        np.testing.assert_allclose(held_block.transform(X[held], aid[held]), want_held, rtol=1e-6, equal_nan=True)
+        np.testing.assert_allclose(enc.transform(X[held], aid[held], k), want_held, rtol=1e-6, equal_nan=True)
 
 
 def test_rows_do_not_depend_on_the_chunk_or_the_reader(tmp_path) -> None:  # noqa: ANN001
@@ -90,8 +96,8 @@ def test_rows_do_not_depend_on_the_chunk_or_the_reader(tmp_path) -> None:  # noq
     for start in range(0, X.shape[0], 60):
         writer.append(X[start : start + 60])
     writer.close()
-    whole = CTRStats(spec).fit(X, aid, y, folds)
-    chunked = CTRStats(spec, chunk_rows=7).fit(CSRRowReader(path), aid, y, folds)
+    whole = CTREncoder(spec).fit(X, y, aid_idx=aid, folds=folds)
+    chunked = CTREncoder(spec, chunk_rows=7).fit(CSRRowReader(path), y, aid_idx=aid, folds=folds)
     assert np.array_equal(whole.counts_, chunked.counts_)
     assert np.array_equal(whole.key_map_, chunked.key_map_)
     a = whole.transform(X, aid, 1, folds)
@@ -103,8 +109,33 @@ def test_rows_do_not_depend_on_the_chunk_or_the_reader(tmp_path) -> None:  # noq
 
 def test_unseen_tokens_and_columns_outside_the_fields_are_ignored() -> None:
     spec, X, aid, y, folds = _data(5, n=100)
-    stats = CTRStats(spec).fit(X[:, :14], aid, y, folds)  # column 14 never fitted
+    enc = CTREncoder(spec).fit(X[:, :14], y, aid_idx=aid, folds=folds)  # column 14 never fitted
     extra = sp.csr_matrix(([1.0, 1.0], ([0, 0], [14, 20])), shape=(1, 30))
-    out = stats.transform(extra, aid[:1])
+    out = enc.transform(extra, aid[:1])
     assert np.isnan(out[0, 0])  # aid x age: mean of no known key
     assert (out[0, np.array(spec.names()) == "ctr_aid_kw_count"] == 0).all()
+
+
+def test_estimator_contract() -> None:
+    """__init__ stores its arguments, fit learns, transform refuses an unfitted encoder."""
+    spec, X, aid, y, folds = _data(6, n=80)
+    enc = CTREncoder(spec, chunk_rows=11)
+    check_no_attributes_set_in_init("CTREncoder", enc)
+    check_get_params_invariance("CTREncoder", enc)
+    assert enc.get_params() == {"spec": spec, "chunk_rows": 11}
+    with pytest.raises(NotFittedError):
+        enc.transform(X, aid)
+    a = clone(enc).fit(X, y, aid_idx=aid, folds=folds).transform(X, aid)
+    b = enc.fit(X, y, aid_idx=aid, folds=folds).transform(X, aid)
+    assert np.array_equal(a, b, equal_nan=True)
+    with pytest.raises(ValueError, match="0/1 labels"):
+        CTREncoder(spec).fit(X, aid, aid_idx=y, folds=folds)  # arguments in the wrong order
+    with pytest.raises(ValueError, match="rows"):
+        CTREncoder(spec).fit(X, y[:-1], aid_idx=aid, folds=folds)
+
+
+def test_a_spec_refuses_unknown_aggregations() -> None:
+    with pytest.raises(ValueError, match="use some of mean, max, count, lor"):
+        CTRSpec([("kw", "multi", 0, 3)], {"aid": [0]}, 5.0, ("mean", "median"))
+    spec = CTRSpec([("kw", "multi", 0, 3)], {"aid": [0]}, 5.0)
+    assert spec.aggregations == CTR_AGGREGATIONS and CTRSpec.from_dict(spec.to_dict()) == spec

@@ -10,8 +10,8 @@ import pytest
 import scipy.sparse as sp
 
 from features.featurizer import PairFeaturizer, field_codes
-from pipeline.load import load_pairs_file, run_load
-from pipeline.loaders import AdTable, load_user_matrix
+from pipeline.files import read_ads, read_test_pairs, read_train_pairs, read_user_matrix
+from pipeline.stages.load import run_load
 
 
 @pytest.fixture(scope="module")
@@ -19,9 +19,8 @@ def loaded(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: A
     out = tmp_path_factory.mktemp("interim")
     run_load(tiny_raw / "userFeature.data", tiny_raw / "adFeature.csv", tiny_raw / "train.csv",
              tiny_raw / "test1.csv", out)
-    frame = pd.read_csv(out / "ads.csv")
-    return (load_user_matrix(out / "users"), AdTable(frame["aid"].to_numpy(), frame),
-            load_pairs_file(out / "pairs.npz", "train"), load_pairs_file(out / "pairs.npz", "test"))
+    return (read_user_matrix(out / "users"), read_ads(out / "ads.csv"),
+            read_train_pairs(out / "pairs.npz"), read_test_pairs(out / "pairs.npz"))
 
 
 def _naive_users(path: Path) -> dict[int, dict[str, list[int]]]:
@@ -35,13 +34,13 @@ def _naive_users(path: Path) -> dict[int, dict[str, list[int]]]:
 def test_dense_columns_match_loops_over_the_text(loaded, tiny_raw: Path) -> None:  # noqa: ANN001
     users, ads, train, test = loaded
     feat = PairFeaturizer(min_df=3, chunk_rows=50).fit(users, ads, train, test)
-    _, dense = feat.transform(train["aid_idx"], train["uid"], users.csr(train["user_row"]), y=train["label"])
+    _, dense = feat.transform(train.aid_idx, train.uid, users.csr(train.user_row), y=train.label)
     col = {name: dense[:, j] for j, name in enumerate(feat.dense_names_)}
     text = _naive_users(tiny_raw / "userFeature.data")
     labels = pd.read_csv(tiny_raw / "train.csv")
     all_uids = list(labels["uid"]) + list(pd.read_csv(tiny_raw / "test1.csv")["uid"])
-    for i in range(0, len(train["uid"]), 17):
-        u = int(train["uid"][i])
+    for i in range(0, len(train.uid), 17):
+        u = int(train.uid[i])
         fields = text[u]
         assert col["len_kw1"][i] == len(set(fields.get("kw1", [])))
         assert col["age"][i] == (fields["age"][0] if "age" in fields else -1)
@@ -56,7 +55,7 @@ def test_pruning_fitted_on_weighted_users_equals_the_pair_matrix(loaded) -> None
 
     users, ads, train, test = loaded
     feat = PairFeaturizer(missing_threshold=0.9, min_df=5, chunk_rows=33).fit(users, ads, train, test)
-    X = users.csr(train["user_row"])
+    X = users.csr(train.user_row)
     slices = [(f.name, f.offset, f.stop) for f in users.fields]
     mask = MissingRatePruner(0.9, slices).fit(X).get_support() & FrequencyPruner(5).fit(X).get_support()
     assert np.array_equal(feat.kept_cols_, np.flatnonzero(mask))
@@ -65,9 +64,9 @@ def test_pruning_fitted_on_weighted_users_equals_the_pair_matrix(loaded) -> None
 def test_transform_does_not_depend_on_the_chunk(loaded) -> None:  # noqa: ANN001
     users, ads, train, test = loaded
     feat = PairFeaturizer(min_df=3).fit(users, ads, train, test)
-    whole = feat.transform(test["aid_idx"], test["uid"], users.csr(test["user_row"]))
-    parts = [feat.transform(test["aid_idx"][s], test["uid"][s], users.csr(test["user_row"][s]))
-             for s in (slice(a, a + 13) for a in range(0, len(test["uid"]), 13))]
+    whole = feat.transform(test.aid_idx, test.uid, users.csr(test.user_row))
+    parts = [feat.transform(test.aid_idx[s], test.uid[s], users.csr(test.user_row[s]))
+             for s in (slice(a, a + 13) for a in range(0, len(test.uid), 13))]
     assert (whole[0] != sp.vstack([p[0] for p in parts])).nnz == 0
     assert np.array_equal(whole[1], np.vstack([p[1] for p in parts]))
     assert whole[0].shape[1] == len(feat.sparse_names_) and whole[1].shape[1] == len(feat.dense_names_)

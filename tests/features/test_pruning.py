@@ -62,10 +62,10 @@ def test_default_threshold_drops_exactly_the_sparse_fields(tiny_raw) -> None:  #
     """On data shaped like the competition's, the configured default keeps every
     field but interest3/4, kw3, topic3 and the two appId lists."""
     from pipeline.config import load_config
-    from pipeline.loaders import parse_users
+    from pipeline.readers import parse_users
 
     users = parse_users(tiny_raw / "userFeature.data")
-    threshold = load_config("config/default.toml")["features"]["missing_threshold"]
+    threshold = load_config("config/default.toml").features.missing_threshold
     fields = [(f.name, f.offset, f.stop) for f in users.fields]
     sel = MissingRatePruner(threshold=threshold, fields=fields).fit(users.csr())
     assert sorted(sel.dropped_fields_) == sorted(

@@ -14,9 +14,10 @@ import pytest
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.preprocessing import OneHotEncoder
 
-from pipeline.errors import InputFormatError
-from pipeline.load import run_load
-from pipeline.loaders import load_user_matrix, parse_users, save_user_matrix
+from core import InputFormatError
+from pipeline.stages.load import run_load
+from pipeline.files import read_user_matrix, write_user_matrix
+from pipeline.readers import parse_users
 from tests.conftest import USER_LINES, write_users
 
 
@@ -108,8 +109,8 @@ def test_repeated_id_in_a_list_counts_once(tmp_path: Path) -> None:
 
 def test_save_and_load_round_trip(tmp_path: Path, tiny_raw: Path) -> None:
     m = parse_users(tiny_raw / "userFeature.data")
-    save_user_matrix(m, tmp_path / "users")
-    back = load_user_matrix(tmp_path / "users")
+    write_user_matrix(m, tmp_path / "users")
+    back = read_user_matrix(tmp_path / "users")
     _same(back, m)
     assert np.array_equal(back.rows_of(m.uids[[5, 0, 9]]), [5, 0, 9])
     assert back.rows_of(np.array([-3]))[0] == -1
@@ -282,8 +283,8 @@ def test_a_field_name_beyond_64_characters_is_a_clear_error(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("chunk", [1, 3, 1000])
 def test_keep_uids_parses_only_those_users_and_still_reports_bad_lines(tmp_path, chunk) -> None:  # noqa: ANN001
-    from pipeline.errors import InputFormatError
-    from pipeline.loaders import parse_users
+    from core import InputFormatError
+    from pipeline.readers import parse_users
 
     path = write_users(tmp_path / "u.data", USER_LINES)
     whole = parse_users(path)

@@ -10,31 +10,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.artifact import load_artifact
-from pipeline.errors import InputFormatError
-from pipeline.load import load_pairs_file
-from pipeline.loaders import load_user_matrix
-from pipeline.score import score_pairs, skipped_path
+from core import InputFormatError
+from pipeline.artifact import ArtifactKind, load_artifact
+from pipeline.design import Refit
+from pipeline.files import read_predictions, read_test_pairs, read_train_pairs, read_user_matrix
+from pipeline.stages.score import score_pairs, skipped_path
 
-ROOT = Path(__file__).resolve().parents[2]
 LOOKALIKE = Path(sys.executable).parent / "lookalike"
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny pipeline run whose submitted prediction is the stack (every model, global and per aid, feeds it)."""
-    tmp = tmp_path_factory.mktemp("trained")
-    config = tmp / "config.toml"
-    text = (ROOT / "tests" / "fast.toml").read_text().replace("[features]\n", "[features]\nchunk_rows = 97\n")
-    text = text.replace('"easy_sparse"]', '"easy_sparse", "reference_raw_peraid", "easy_dense_hybrid"]')
-    config.write_text(text + 'final = "stack"\nmin_positives = 8\nchunk_rows = 150\n')
-    res = subprocess.run(
-        ["make", "-C", str(ROOT), "submit", "SCALE=tiny", f"DATA={tmp / 'raw'}", f"BUILD={tmp / 'build'}",
-         f"REPORTS={tmp / 'reports'}", f"SUBMISSIONS={tmp / 'sub'}", f"LOOKALIKE={LOOKALIKE}", f"CONFIG={config}"],
-        capture_output=True, text=True,
-    )
-    assert res.returncode == 0, res.stderr[-3000:]
-    return tmp
+def trained(built: Path) -> Path:
+    """The session's build: its submitted prediction is the stack (every model, global and per aid, feeds it)."""
+    return built
 
 
 def test_report_has_the_per_aid_table(trained: Path) -> None:
@@ -46,9 +34,9 @@ def test_report_has_the_per_aid_table(trained: Path) -> None:
     assert "reference_raw_peraid" in header and "easy_dense_hybrid" in header
     assert header.endswith("| blend_rank favours | blend_score favours | stack favours |")
     rows = [line for line in table if line.startswith("| ") and not line.startswith("| aid")]
-    test = load_pairs_file(trained / "build/interim/pairs.npz", "train")
-    assert len(rows) == len(np.unique(test["aid"]))
-    peraid = load_artifact(trained / "build/models/reference_raw_peraid.joblib")
+    train = read_train_pairs(trained / "build/interim/pairs.npz")
+    assert len(rows) == len(np.unique(train.aid))
+    peraid = load_artifact(trained / "build/models/reference_raw_peraid.joblib", ArtifactKind.FOLD_MODELS)
     assert all(isinstance(m, PerAidLGBM) and m.models_ for m in peraid)
     if any(m.fallback_ for m in peraid):  # small seeds are marked
         assert "*" in "".join(rows)
@@ -69,20 +57,21 @@ def test_score_command_reproduces_the_submission_byte_for_byte(trained: Path) ->
 @pytest.mark.parametrize("chunk", [592, 37, 1])
 def test_reloaded_scorer_equals_the_pipeline_predictions_exactly(trained: Path, chunk: int) -> None:
     build = trained / "build"
-    scorer = load_artifact(build / "models/scorer.joblib")
+    scorer = load_artifact(build / "models/scorer.joblib", ArtifactKind.SCORER)
     assert scorer.final == "stack" and scorer.combiner is not None and len(scorer.models) == 7
     assert scorer.combiner.by_seed_size
-    # refitted on all rows: one estimator per model, one CTR block (all rows' counts, no fold left out)
-    assert all(len(ests) == 1 for _, ests in scorer.models.values())
-    assert len(scorer.ctr_blocks) == 1 and scorer.ctr_blocks[0].exclude_ == -1
-    users = load_user_matrix(build / "interim/users")
-    test = load_pairs_file(build / "interim/pairs.npz", "test")
-    rows = np.arange(len(test["aid"]))[: 40 if chunk == 1 else None]  # chunks of one row: a prefix suffices
+    # refitted on all rows: one estimator per model, whose CTR statistics leave no fold out
+    assert all(m.tasks == [Refit()] and len(m.estimators) == 1 for m in scorer.models.values())
+    users = read_user_matrix(build / "interim/users")
+    test = read_test_pairs(build / "interim/pairs.npz")
+    rows = np.arange(len(test))[: 40 if chunk == 1 else None]  # chunks of one row: a prefix suffices
     out = np.concatenate([
-        scorer.predict(scorer.aid_index(test["aid"][s]), test["uid"][s], users.csr(test["user_row"][s]))
+        scorer.predict(scorer.aid_index(test.aid[s]), test.uid[s], users.csr(test.user_row[s]))
         for s in (rows[i : i + chunk] for i in range(0, len(rows), chunk))
     ])
-    assert np.array_equal(out, np.load(build / "pred/final.npy")[rows])
+    aid, uid, final = read_predictions(build / "pred/final.npz")
+    assert np.array_equal(aid, test.aid) and np.array_equal(uid, test.uid)
+    assert np.array_equal(out, final[rows])
 
 
 def _user_lines(path: Path) -> dict[int, str]:
@@ -153,8 +142,9 @@ def test_score_command_refuses_a_tampered_model(trained: Path, tmp_path: Path) -
 
 def test_remap_users_sorts_rows_whatever_the_field_order(tiny_raw: Path) -> None:
     """Columns renumbered into another vocabulary stay sorted within each row and keep their ids."""
-    from pipeline.loaders import FieldBlock, parse_users
-    from pipeline.score import remap_users
+    from core import FieldBlock
+    from pipeline.readers import parse_users
+    from pipeline.stages.score import remap_users
 
     users = parse_users(tiny_raw / "userFeature.data")
     reordered, offset = [], 0
@@ -172,3 +162,20 @@ def test_remap_users_sorts_rows_whatever_the_field_order(tiny_raw: Path) -> None
             want = [ref_name[c] for c in ref.indices[ref.indptr[i]:ref.indptr[i + 1]]]
             assert sorted(got) == sorted(want)
             assert list(X.indices[X.indptr[i]:X.indptr[i + 1]]) == sorted(X.indices[X.indptr[i]:X.indptr[i + 1]])
+
+
+@pytest.mark.parametrize("wrong", ["build/features/featurizer.joblib", "build/models/easy_dense.joblib",
+                                   "build/features/columns.json", "reports/cv.md", "raw/train.csv"])
+def test_a_wrong_artifact_is_one_line_naming_the_file_and_both_kinds(trained: Path, wrong: str,
+                                                                      tmp_path: Path) -> None:
+    res = subprocess.run(
+        [str(LOOKALIKE), "score", "--model", str(trained / wrong), "--pairs", str(trained / "raw/test1.csv"),
+         "--users", str(trained / "raw/userFeature.data"), "--out", str(tmp_path / "s.csv")],
+        capture_output=True, text=True,
+    )
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    line = res.stderr.strip().splitlines()[-1]
+    assert str(trained / wrong) in line and "scorer" in line
+    if wrong.endswith(".joblib"):  # it says what the file is instead
+        assert ("featurizer" if "featurizer" in wrong else "fold models") in line
+    assert not (tmp_path / "s.csv").exists()

@@ -9,7 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.submit import check_submission
+import numpy as np
+
+from core import InputFormatError, LookalikeError, Pairs
+from pipeline.files import write_predictions
+from pipeline.stages.submit import check_submission, write_submission
 
 
 @pytest.fixture()
@@ -62,3 +66,35 @@ def test_cli_exit_codes(files) -> None:  # noqa: ANN001
     _write(df.assign(score=[0.1, 0.9, 2.0, 1.0, 0.5]), sub)
     bad = subprocess.run(cmd, capture_output=True, text=True)
     assert bad.returncode == 1 and "score outside [0, 1] on line(s) 4" in bad.stderr
+
+
+def _predictions(path: Path, aid: list[int], uid: list[int], score: list[float]) -> Path:
+    n = len(aid)
+    pairs = Pairs(np.array(aid), np.array(uid), np.zeros(n, np.int32), np.zeros(n, np.int64))
+    write_predictions(path, pairs, np.array(score))
+    return path
+
+
+def test_submit_joins_on_the_pair(files, tmp_path: Path) -> None:  # noqa: ANN001
+    test, sub, df = files
+    pred = _predictions(tmp_path / "final.npz", df["aid"].tolist(), df["uid"].tolist(), df["score"].tolist())
+    write_submission(pred, test, sub)
+    assert pd.read_csv(sub).equals(df)
+
+
+@pytest.mark.parametrize(
+    ("order", "message", "error"),
+    [
+        ([1, 0, 2, 3, 4], r"test1.csv:2: pair \(5, 11\) but the predictions .* have \(5, 12\)", InputFormatError),
+        ([0, 1, 2, 3], "has 4 scores but .*test1.csv has 5 rows", LookalikeError),
+        ([0, 1, 2, 4, 3], r"test1.csv:5: pair \(9, 40\)", InputFormatError),
+    ],
+)
+def test_submit_refuses_predictions_of_other_pairs(files, tmp_path: Path, order: list[int], message: str,
+                                                   error: type) -> None:  # noqa: ANN001
+    test, sub, df = files
+    d = df.iloc[order]
+    pred = _predictions(tmp_path / "final.npz", d["aid"].tolist(), d["uid"].tolist(), d["score"].tolist())
+    with pytest.raises(error, match=message):
+        write_submission(pred, test, sub)
+    assert not sub.exists()

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.errors import LookalikeError
+from core import LookalikeError
 from pipeline.schema import AD_COLUMNS, FIELDS
 from pipeline.synth import TRUTH_FILE, generate, size_for_scale
 

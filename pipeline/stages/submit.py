@@ -8,9 +8,10 @@ import os
 import numpy as np
 import pandas as pd
 
-from pipeline.errors import LookalikeError
+from core import InputFormatError, LookalikeError
+from pipeline.files import read_predictions
 from pipeline.io import atomic_path
-from pipeline.loaders import read_int_csv
+from pipeline.readers import read_int_csv
 from pipeline.schema import SUBMISSION_COLUMNS, TEST_COLUMNS
 
 __all__ = ["check_submission", "write_submission"]
@@ -23,12 +24,27 @@ def write_submission(
 ) -> None:
     """Write the submission: one row per test row, in its order, 8 decimals.
 
-    The file is checked with :func:`check_submission` before it replaces ``out``.
+    ``pred`` is the train stage's ``pred/final.npz``: scores with the
+    ``(aid, uid)`` of each. The rows are joined on that pair: predictions for
+    other pairs, or in another order, are refused with the first line where
+    they differ from the test file. The file is checked with
+    :func:`check_submission` before it replaces ``out``.
     """
-    scores = np.load(pred)
+    aid, uid, scores = read_predictions(pred)
     df = read_int_csv(test, TEST_COLUMNS)
+    want_aid, want_uid = df["aid"].to_numpy(), df["uid"].to_numpy()
+    n = min(len(df), len(scores))
+    diff = np.flatnonzero((aid[:n] != want_aid[:n]) | (uid[:n] != want_uid[:n]))
+    if len(diff):
+        i = int(diff[0])
+        raise InputFormatError(
+            str(test), i + 2, f"pair ({want_aid[i]}, {want_uid[i]}) but the predictions in {pred} have "
+            f"({aid[i]}, {uid[i]}) in that row ({len(diff):,} rows differ): they were made for another test "
+            "file; re-run `make train`",
+        )
     if len(scores) != len(df):
-        raise LookalikeError(f"{pred} has {len(scores)} scores but {test} has {len(df)} rows")
+        raise LookalikeError(f"{pred} has {len(scores):,} scores but {test} has {len(df):,} rows: they were made "
+                             "for another test file; re-run `make train`")
     df["score"] = scores
     with atomic_path(out) as tmp:
         df.to_csv(tmp, index=False, float_format="%.8f")

@@ -1,7 +1,7 @@
-"""Chunked loaders: competition files to sparse matrices and index arrays.
+"""Readers of the competition's raw files: chunked ``userFeature.data``, the CSV files.
 
 ``userFeature.data`` is parsed in chunks of whole lines into one per-user CSR
-matrix with a column block per field:
+matrix (:class:`core.UserMatrix`) with a column block per field:
 
 * every field except ``uid`` is a bag of ids with binary CountVectorizer
   semantics (a list is a set); a single-valued field's block is its one-hot
@@ -14,150 +14,37 @@ matrix with a column block per field:
 * a field the format does not know is kept as a new block, after the known
   ones (logged once).
 
-The matrix is saved as ``.npy`` arrays (memory-mappable) plus ``vocab.json``.
+The load stage saves what these return (:mod:`pipeline.interim`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from tqdm.auto import tqdm
 
+from core import AdTable, FieldBlock, InputFormatError, LookalikeError, Pairs, UserMatrix, sorted_index
 from pipeline._fastparse import NameTable, filter_lines, mark_seen, remap_sort_rows, scan_chunk
 from pipeline._parse import parse_chunk
-from pipeline.arrays import sorted_index
-from pipeline.errors import InputFormatError, LookalikeError
 from pipeline.io import open_binary
 from pipeline.schema import AD_COLUMNS, FIELD_ORDER, MULTI_VALUED, SINGLE_VALUED
 
 __all__ = [
-    "AdTable",
-    "FieldBlock",
-    "UserMatrix",
     "iter_line_chunks",
-    "load_ads",
-    "load_pairs",
-    "load_user_matrix",
-    "read_int_csv",
     "parse_users",
-    "save_user_matrix",
+    "read_ads_csv",
+    "read_int_csv",
+    "read_pairs_csv",
 ]
 
 logger = logging.getLogger(__name__)
 
 _READ_BYTES = 16 << 20
-
-
-@dataclass
-class FieldBlock:
-    """One field's column block in the user matrix.
-
-    Attributes
-    ----------
-    name : str
-        Field name.
-    offset : int
-        First column of the block.
-    values : ndarray of int64
-        The field's ids, in column order (increasing).
-    df : ndarray of int64
-        Number of users holding each id (document frequency).
-    kind : {"single", "multi", "unknown"}
-        How the format describes the field.
-    """
-
-    name: str
-    offset: int
-    values: np.ndarray
-    df: np.ndarray
-    kind: str
-
-    @property
-    def size(self) -> int:
-        """Number of columns."""
-        return len(self.values)
-
-    @property
-    def stop(self) -> int:
-        """One past the last column."""
-        return self.offset + self.size
-
-
-@dataclass
-class UserMatrix:
-    """Users as rows of a binary CSR matrix, with their vocabularies.
-
-    Attributes
-    ----------
-    indptr : ndarray of int64, shape (n_users + 1,)
-    indices : ndarray of int32, shape (nnz,)
-        Column of each stored one, sorted within a row (may be memory-mapped).
-    uids : ndarray of int64, shape (n_users,)
-        uid of each row, in file order.
-    fields : list of FieldBlock
-        Column blocks, in column order.
-    """
-
-    indptr: np.ndarray
-    indices: np.ndarray
-    uids: np.ndarray
-    fields: list[FieldBlock]
-    _uid_order: np.ndarray | None = field(default=None, repr=False)
-
-    @property
-    def n_users(self) -> int:
-        """Number of rows."""
-        return len(self.uids)
-
-    @property
-    def n_cols(self) -> int:
-        """Number of columns."""
-        return self.fields[-1].stop if self.fields else 0
-
-    @property
-    def field_names(self) -> list[str]:
-        """Names of the fields, in column order."""
-        return [f.name for f in self.fields]
-
-    def block(self, name: str) -> FieldBlock:
-        """The column block of field ``name``."""
-        for f in self.fields:
-            if f.name == name:
-                return f
-        raise KeyError(name)
-
-    def csr(self, rows: np.ndarray | None = None, dtype: type = np.float32) -> sp.csr_matrix:
-        """The matrix (or its ``rows``) as a ``scipy.sparse.csr_matrix`` of ones."""
-        if rows is None:
-            indptr, indices = self.indptr, np.asarray(self.indices)
-        else:
-            indptr, indices = take_rows(self.indptr, self.indices, np.asarray(rows))
-        data = np.ones(len(indices), dtype=dtype)
-        return sp.csr_matrix((data, indices, indptr), shape=(len(indptr) - 1, self.n_cols))
-
-    def rows_of(self, uids: np.ndarray) -> np.ndarray:
-        """Row of each uid; ``-1`` where the uid is unknown."""
-        if self._uid_order is None:
-            self._uid_order = np.argsort(self.uids, kind="stable")
-        pos = sorted_index(self.uids[self._uid_order], uids)
-        return np.where(pos >= 0, self._uid_order[pos], -1)
-
-
-def take_rows(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """CSR ``indptr``/``indices`` of the given rows (in that order, repeats allowed)."""
-    starts, stops = indptr[rows], indptr[rows + 1]
-    lens = stops - starts
-    new_indptr = np.r_[0, np.cumsum(lens)].astype(np.int64)
-    pos = np.repeat(starts - new_indptr[:-1], lens) + np.arange(new_indptr[-1])
-    return new_indptr, np.asarray(indices[pos])
 
 
 # ---------------------------------------------------------------------------
@@ -418,60 +305,6 @@ def _check_unique_uids(uids: np.ndarray, path: str) -> None:
 
 
 # ---------------------------------------------------------------------------
-# saving and loading the user matrix
-# ---------------------------------------------------------------------------
-def save_user_matrix(m: UserMatrix, folder: str | os.PathLike[str], source: str = "") -> None:
-    """Write ``m`` into ``folder`` (``.npy`` arrays and ``vocab.json``).
-
-    ``indices.npy`` is not rewritten when ``m.indices`` already maps it.
-    """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    np.save(folder / "indptr.npy", m.indptr)
-    np.save(folder / "uids.npy", m.uids)
-    target = folder / "indices.npy"
-    if not (isinstance(m.indices, np.memmap) and Path(m.indices.filename).resolve() == target.resolve()):
-        np.save(target, np.asarray(m.indices, dtype=np.int32))
-    vocab = {
-        "source": source,
-        "n_users": m.n_users,
-        "n_cols": m.n_cols,
-        "nnz": int(m.indptr[-1]),
-        "fields": [
-            {
-                "name": f.name,
-                "kind": f.kind,
-                "offset": f.offset,
-                "size": f.size,
-                "values": f.values.tolist(),
-                "df": f.df.tolist(),
-            }
-            for f in m.fields
-        ],
-    }
-    (folder / "vocab.json").write_text(json.dumps(vocab) + "\n")
-
-
-def load_user_matrix(folder: str | os.PathLike[str], mmap: bool = True) -> UserMatrix:
-    """Read a matrix written by :func:`save_user_matrix` (indices memory-mapped)."""
-    folder = Path(folder)
-    vocab = json.loads((folder / "vocab.json").read_text())
-    fields = [
-        FieldBlock(
-            f["name"], f["offset"], np.asarray(f["values"], dtype=np.int64),
-            np.asarray(f["df"], dtype=np.int64), f["kind"],
-        )
-        for f in vocab["fields"]
-    ]
-    return UserMatrix(
-        indptr=np.load(folder / "indptr.npy"),
-        indices=np.load(folder / "indices.npy", mmap_mode="r" if mmap else None),
-        uids=np.load(folder / "uids.npy"),
-        fields=fields,
-    )
-
-
-# ---------------------------------------------------------------------------
 # CSV files: ads and pairs
 # ---------------------------------------------------------------------------
 def read_int_csv(path: str | os.PathLike[str], columns: tuple[str, ...]) -> pd.DataFrame:
@@ -513,39 +346,8 @@ def _locate_csv_problem(path: str, n_cols: int) -> InputFormatError | None:
     return None
 
 
-@dataclass
-class AdTable:
-    """Ad features: one row per aid.
-
-    Attributes
-    ----------
-    aids : ndarray of int64
-        aid of each row, increasing.
-    frame : pandas.DataFrame
-        The raw columns of ``adFeature.csv`` in aid order.
-    """
-
-    aids: np.ndarray
-    frame: pd.DataFrame
-
-    def index_of(self, aids: np.ndarray) -> np.ndarray:
-        """Row of each aid; ``-1`` where unknown."""
-        return sorted_index(self.aids, aids)
-
-    def one_hot(self) -> tuple[sp.csr_matrix, list[str]]:
-        """One-hot id fields plus ``creativeSize`` as a number; with column names."""
-        from sklearn.preprocessing import OneHotEncoder
-
-        cols = [c for c in AD_COLUMNS if c != "aid"]
-        enc = OneHotEncoder(dtype=np.float32, handle_unknown="ignore")
-        onehot = enc.fit_transform(self.frame[cols].to_numpy())
-        numeric = sp.csr_matrix(self.frame[["creativeSize"]].to_numpy(dtype=np.float32))
-        names = [f"ad:{n}" for n in enc.get_feature_names_out(cols)] + ["ad:creativeSize_num"]
-        return sp.hstack([onehot, numeric], format="csr"), names
-
-
-def load_ads(path: str | os.PathLike[str]) -> AdTable:
-    """Read ``adFeature.csv``; a repeated aid is an error."""
+def read_ads_csv(path: str | os.PathLike[str]) -> AdTable:
+    """Read ``adFeature.csv``, sorted by aid; a repeated aid is an error."""
     df = read_int_csv(path, AD_COLUMNS)
     dup = df["aid"].duplicated()
     if dup.any():
@@ -555,32 +357,30 @@ def load_ads(path: str | os.PathLike[str]) -> AdTable:
     return AdTable(aids=df["aid"].to_numpy(), frame=df)
 
 
-def load_pairs(
+def read_pairs_csv(
     path: str | os.PathLike[str],
     columns: tuple[str, ...],
     ads: AdTable,
     users: UserMatrix,
-) -> dict[str, np.ndarray]:
-    """Read ``train.csv`` or ``test1.csv`` and resolve aids and uids to rows.
+) -> Pairs:
+    """Read ``train.csv`` or ``test1.csv`` and resolve its aids and uids to table rows.
 
-    Returns
-    -------
-    dict
-        ``aid``, ``uid``, ``aid_idx`` (row in ``ads``), ``user_row`` (row in
-        ``users``) and, for train, ``label`` in {0, 1}.
+    ``columns`` is the expected header (:data:`pipeline.schema.TRAIN_COLUMNS`
+    gives labelled pairs, with ``-1`` read as 0). An aid not in ``ads`` or a
+    uid not in ``users`` is an error naming the line.
     """
     path_s = str(path)
     df = read_int_csv(path, columns)
     aid = df["aid"].to_numpy()
     uid = df["uid"].to_numpy()
-    out = {"aid": aid, "uid": uid}
+    label = None
     if "label" in columns:
-        label = df["label"].to_numpy()
-        bad = (label != 1) & (label != -1)
+        raw = df["label"].to_numpy()
+        bad = (raw != 1) & (raw != -1)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise InputFormatError(path_s, i + 2, f"label {int(label[i])} is not 1 or -1")
-        out["label"] = (label == 1).astype(np.int8)
+            raise InputFormatError(path_s, i + 2, f"label {int(raw[i])} is not 1 or -1")
+        label = (raw == 1).astype(np.int8)
     aid_idx = ads.index_of(aid)
     if (aid_idx < 0).any():
         i = int(np.flatnonzero(aid_idx < 0)[0])
@@ -593,6 +393,4 @@ def load_pairs(
             path_s, i + 2,
             f"uid {int(uid[i])} is not in userFeature.data ({len(missing)} such rows in all)",
         )
-    out["aid_idx"] = aid_idx.astype(np.int32)
-    out["user_row"] = rows.astype(np.int64)
-    return out
+    return Pairs(aid=aid, uid=uid, aid_idx=aid_idx.astype(np.int32), user_row=rows.astype(np.int64), label=label)

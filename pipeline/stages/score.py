@@ -19,13 +19,12 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from features.featurizer import row_chunks
-from pipeline.artifact import load_artifact
-from pipeline.arrays import sorted_index
-from pipeline.errors import InputFormatError, LookalikeError
+from core import FieldBlock, InputFormatError, LookalikeError, UserMatrix, row_chunks, sorted_index, take_rows
+from pipeline.artifact import ArtifactKind, load_artifact
 from pipeline.io import atomic_paths, open_binary
-from pipeline.loaders import FieldBlock, UserMatrix, parse_users, read_int_csv, take_rows
+from pipeline.readers import parse_users, read_int_csv
 from pipeline.schema import TEST_COLUMNS, TRAIN_COLUMNS
+from pipeline.scorer import Scorer
 
 __all__ = ["MISSING_CHOICES", "remap_users", "score_pairs", "skipped_path"]
 
@@ -133,7 +132,7 @@ def score_pairs(
     """
     if missing not in MISSING_CHOICES:
         raise LookalikeError(f"--missing must be one of {MISSING_CHOICES}, got {missing!r}")
-    scorer = load_artifact(model, trust_versions=trust_versions)
+    scorer = load_artifact(model, ArtifactKind.SCORER, trust_versions=trust_versions, expected_type=Scorer)
     df = _read_pairs(pairs)
     aid, uid = df["aid"].to_numpy(), df["uid"].to_numpy()
     aid_idx = scorer.aid_index(aid)

@@ -1,4 +1,11 @@
-"""Cross-fitted conversion-rate statistics of sparse (crossed) tokens."""
+"""The slow, obviously-correct reference of the conversion-rate statistics (tests and benchmarks only).
+
+:class:`SparseTargetEncoder` encodes one ``group x field`` block of crossed
+token columns with plain NumPy / SciPy operations. The pipeline never uses
+it: :class:`features.CTREncoder` computes every block from one set of per-fold
+counts in compiled passes, and the tests check the two agree on every fold
+left out. ``bench/design.py`` times the previous per-fold code path with it.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +18,9 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.model_selection import KFold
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-__all__ = ["SparseTargetEncoder", "row_aggregates"]
+from features.ctr import CTR_AGGREGATIONS
 
-_AGGREGATIONS = ("mean", "max", "count", "lor")
+__all__ = ["SparseTargetEncoder", "row_aggregates"]
 
 
 def row_aggregates(
@@ -52,7 +59,7 @@ def row_aggregates(
                 res[nonempty] = np.maximum.reduceat(filled, X.indptr[nonempty])
             out[:, k] = np.where(np.isfinite(res), res, np.nan)
         else:
-            raise ValueError(f"unknown aggregation {agg!r}; choose from {_AGGREGATIONS}")
+            raise ValueError(f"unknown aggregation {agg!r}; choose from {CTR_AGGREGATIONS}")
     return out
 
 
@@ -104,7 +111,7 @@ class SparseTargetEncoder(TransformerMixin, BaseEstimator):
     def __init__(
         self,
         smoothing: float = 20.0,
-        aggregations: Sequence[str] = _AGGREGATIONS,
+        aggregations: Sequence[str] = CTR_AGGREGATIONS,
         folds: np.ndarray | None = None,
         n_splits: int = 5,
         random_state: int = 0,
@@ -147,8 +154,8 @@ class SparseTargetEncoder(TransformerMixin, BaseEstimator):
         if self.smoothing < 0:
             raise ValueError(f"smoothing must be non-negative, got {self.smoothing}")
         for agg in self.aggregations:
-            if agg not in _AGGREGATIONS:
-                raise ValueError(f"unknown aggregation {agg!r}; choose from {_AGGREGATIONS}")
+            if agg not in CTR_AGGREGATIONS:
+                raise ValueError(f"unknown aggregation {agg!r}; choose from {CTR_AGGREGATIONS}")
         return sp.csr_matrix(X), np.asarray(y, dtype=np.float64)
 
     def fit(self, X, y) -> "SparseTargetEncoder":  # noqa: ANN001

@@ -1,14 +1,17 @@
-"""Dispatch of (model, fold) training tasks to a Dask cluster.
+"""Dispatch of (model, task) training tasks to a Dask cluster.
 
 Bags and folds are independent models that each fit on one machine, so the
-scale-out is task parallelism: every (model, fold) pair is one task. A task
-carries only a :class:`~ensemble.cv.TrainJob` (paths and settings) and reads
-the feature, pair and fold files itself, so the matrices never pass through
-the scheduler: the files must be on a file system every worker sees (a shared
-mount, or the same path on each node). A worker keeps the design it loaded
-for the tasks that follow. Results (out-of-fold and test predictions, the
-fitted estimators) come back to the client and are assembled in the same
-order as a local run, which makes them identical for the same settings.
+scale-out is task parallelism: every (model, task) pair is one Dask task. A
+task carries only its model name and :class:`~pipeline.design.Task`; the
+:class:`~pipeline.tasks.TrainJob` (paths and settings) goes to every worker
+once, as a worker plugin that builds the worker's own
+:class:`~pipeline.design.FoldDesign` from the feature, pair and fold files on
+first use and keeps it for the tasks that follow. The matrices never pass
+through the scheduler: the files must be on a file system every worker sees
+(a shared mount, or the same path on each node). Results (out-of-fold and
+test predictions, the fitted estimators) come back to the client and are
+assembled in the same order as a local run, which makes them identical for
+the same settings.
 
 ``scheduler`` values:
 
@@ -22,12 +25,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from pipeline.errors import LookalikeError
+from core import LookalikeError
+from pipeline.design import Task
+from pipeline.tasks import TaskOutput, TrainJob
 
 __all__ = ["dask_client", "run_tasks"]
 
@@ -74,15 +79,17 @@ def dask_client(scheduler: str) -> Iterator[Any]:
         raise LookalikeError(f"unknown scheduler {scheduler!r}: use '', 'local:N' or 'tcp://host:port'")
 
 
-def run_tasks(task: Callable[..., Any], job: Any, tasks: list[tuple[str, int]], scheduler: str) -> list[Any]:
-    """Run ``task(job, name, fold)`` for every ``(name, fold)`` on the cluster; results in task order."""
+def run_tasks(job: TrainJob, tasks: list[tuple[str, Task]], scheduler: str) -> list[TaskOutput]:
+    """Run every ``(model name, task)`` on the cluster; results in task order."""
     from dask.distributed import as_completed
 
+    from pipeline._worker import PLUGIN, DesignPlugin, worker_task
+
     with dask_client(scheduler) as client:
-        job_future = client.scatter(job, broadcast=True)  # small: paths and settings
-        futures = [client.submit(task, job_future, name, k, pure=False, key=f"train-{name}-fold{k}")
-                   for name, k in tasks]
+        client.register_plugin(DesignPlugin(job), name=PLUGIN)
+        futures = [client.submit(worker_task, name, task, pure=False, key=f"train-{name}-{task}".replace(" ", ""))
+                   for name, task in tasks]
         for fut in tqdm(as_completed(futures), total=len(futures), desc="train (dask)", unit="model", disable=None):
             out = fut.result()  # raises the task's error here
-            logger.info("%s fold %d: trained in %.1f s on a worker", out.name, out.fold, out.seconds)
+            logger.info("%s %s: trained in %.1f s on a worker", out.name, out.task, out.seconds)
         return [f.result() for f in futures]

@@ -1,4 +1,4 @@
-"""The cross-validation report: ``cv.md``, ``cv.json`` and a per-aid AUC plot."""
+"""The stages' reports: ``features.md``; ``cv.md`` with ``cv.json`` and a per-aid AUC plot."""
 
 from __future__ import annotations
 
@@ -6,57 +6,77 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ensemble._blend import Blend
-from ensemble.metrics import per_aid_auc
-from pipeline.errors import LookalikeError
+from core import LookalikeError, Pairs, UserMatrix
+from ensemble import Blend, per_aid_auc
+from features import MissingRatePruner
 from pipeline.io import atomic_path, write_json
 
-__all__ = ["read_truth", "write_report"]
+__all__ = ["Truth", "read_truth", "write_cv_report", "write_features_report"]
 
 logger = logging.getLogger(__name__)
 
 
-def read_truth(path: str | os.PathLike[str], test: dict[str, np.ndarray]) -> pd.DataFrame:
-    """The synthetic truth of the test rows, checked to be in test-file order."""
-    truth = pd.read_csv(path)
-    if len(truth) != len(test["aid"]) or not (
-        np.array_equal(truth["aid"].to_numpy(), test["aid"])
-        and np.array_equal(truth["uid"].to_numpy(), test["uid"])
-    ):
-        raise LookalikeError(f"{path} does not describe the rows of the test file, in order")
-    return truth
+@dataclass(frozen=True)
+class Truth:
+    """The synthetic truth of the test rows: labels (0/1) and true probabilities, in test-file order."""
+
+    label: np.ndarray
+    prob: np.ndarray
 
 
-def write_report(
+def read_truth(path: str | os.PathLike[str] | None, test: Pairs) -> Truth | None:
+    """The truth file of synthetic data (``None`` when there is none), checked against the test rows.
+
+    Read before training, so a truth file that does not describe the test
+    rows is an error before any model is fitted.
+    """
+    if path is None or not Path(path).exists():
+        return None
+    try:
+        truth = pd.read_csv(path)
+        aid, uid = truth["aid"].to_numpy(), truth["uid"].to_numpy()
+        label, prob = truth["label"].to_numpy(), truth["prob"].to_numpy(dtype=np.float64)
+    except (ValueError, KeyError, pd.errors.ParserError) as exc:
+        raise LookalikeError(f"{path}: not a truth file (aid,uid,label,prob): {exc}") from None
+    if len(truth) != len(test) or not (np.array_equal(aid, test.aid) and np.array_equal(uid, test.uid)):
+        n = min(len(truth), len(test))
+        diff = np.flatnonzero((aid[:n] != test.aid[:n]) | (uid[:n] != test.uid[:n]))
+        where = (f"line {int(diff[0]) + 2} has ({aid[diff[0]]}, {uid[diff[0]]}) where the test file has "
+                 f"({test.aid[diff[0]]}, {test.uid[diff[0]]})" if len(diff)
+                 else f"{len(truth):,} rows for {len(test):,} test rows")
+        raise LookalikeError(f"{path} does not describe the rows of the test file, in order: {where}")
+    return Truth(label=(label == 1).astype(np.int8), prob=prob)
+
+
+def write_cv_report(
     path: str | os.PathLike[str],
     results: Sequence[Any],
     final_name: str,
     y: np.ndarray,
     aid: np.ndarray,
-    test: dict[str, np.ndarray],
-    truth_path: str | os.PathLike[str] | None = None,
+    test_aid: np.ndarray,
+    truth: Truth | None = None,
     submitted: np.ndarray | None = None,
 ) -> None:
     """Write ``cv.md`` at ``path``, ``cv.json`` and ``per_aid_auc.png`` beside it.
 
-    ``results`` are objects with ``name``, ``oof``, ``test``, ``seconds`` and
-    ``fold_auc``. With the synthetic truth, the test-set AUC of each model and
-    of the true probabilities (the oracle) are reported too. ``submitted``:
-    the test predictions of the final model refitted on all training rows.
+    ``results`` are objects with ``name``, ``oof``, ``test``, ``seconds``,
+    ``fold_auc``, ``estimators``, ``combiner`` and ``extra``. With the
+    synthetic truth, the test-set AUC of each model and of the true
+    probabilities (the oracle) are reported too. ``submitted``: the test
+    predictions of the final model refitted on all training rows.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    truth = None
-    if truth_path is not None and Path(truth_path).exists():
-        truth = read_truth(truth_path, test)
-    t_label = None if truth is None else (truth["label"].to_numpy() == 1).astype(np.int8)
-    oracle = None if truth is None else per_aid_auc(t_label, truth["prob"].to_numpy(), test["aid"])
+    t_label = None if truth is None else truth.label
+    oracle = None if truth is None else per_aid_auc(t_label, truth.prob, test_aid)
     rows, per_aid = [], {}
     for r in results:
         cv = per_aid_auc(y, r.oof, aid)
@@ -69,7 +89,7 @@ def write_report(
             "train_seconds": round(r.seconds, 1),
         }
         if truth is not None:
-            te = per_aid_auc(t_label, r.test, test["aid"])
+            te = per_aid_auc(t_label, r.test, test_aid)
             row["test_mean_aid_auc"] = te.mean
             row["gap_to_oracle"] = oracle.mean - te.mean
         rows.append(row)
@@ -114,7 +134,7 @@ def write_report(
         line = (f"The submission is `{final_name}` refitted on all training rows (`[train] refit`); "
                 "its out-of-fold score is that of the fold models above.")
         if truth is not None:
-            report["submitted_test_mean_aid_auc"] = per_aid_auc(t_label, submitted, test["aid"]).mean
+            report["submitted_test_mean_aid_auc"] = per_aid_auc(t_label, submitted, test_aid).mean
             line += f" Its test mean per-aid AUC (truth): {report['submitted_test_mean_aid_auc']:.4f}."
         lines += ["", line]
         write_json(path.with_suffix(".json"), report)
@@ -197,3 +217,45 @@ def _plot(path: Path, per_aid: dict[str, dict[int, float]]) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
+
+
+def write_features_report(
+    path: str | os.PathLike[str],
+    users: UserMatrix,
+    missing: MissingRatePruner,
+    kept: np.ndarray,
+    sparse_shape: tuple[int, int],
+    n_raw: int,
+    dense_names: list[str],
+) -> None:
+    """``features.md``: every field's missing rate and kept columns, and the feature sets' sizes.
+
+    ``kept``: whether each user column survived the pruning.
+    """
+    lines = [
+        "# Features",
+        "",
+        f"Missing-rate threshold: {missing.threshold}. Dropped fields: "
+        f"{', '.join(missing.dropped_fields_) or 'none'}.",
+        "",
+        "| field | missing rate (train rows) | columns | kept after pruning |",
+        "|---|---:|---:|---:|",
+    ]
+    for f, rate in zip(users.fields, missing.missing_rate_):
+        lines.append(f"| {f.name} | {rate:.3f} | {f.size:,} | {int(kept[f.offset:f.stop].sum()):,} |")
+    groups: dict[str, int] = {}
+    for name in dense_names:
+        groups[name.split("_")[0]] = groups.get(name.split("_")[0], 0) + 1
+    lines += [
+        "",
+        f"Sparse set: {sparse_shape[1]:,} columns ({n_raw:,} raw one-hot/bag-of-tokens, "
+        f"{sparse_shape[1] - n_raw:,} aid x attribute crosses).",
+        "",
+        f"Dense set: {len(dense_names)} columns, of which the `ctr` ones are computed "
+        "per cross-validation fold by the train stage: "
+        + ", ".join(f"{k} ({v})" for k, v in groups.items())
+        + ".",
+        "",
+    ]
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines))

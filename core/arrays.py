@@ -1,0 +1,34 @@
+"""Small array helpers shared by every layer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+__all__ = ["row_chunks", "sorted_index", "take_rows"]
+
+
+def sorted_index(table: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Position of each of ``values`` in the sorted array ``table``; ``-1`` where absent."""
+    table, values = np.asarray(table), np.asarray(values)
+    if len(table) == 0:
+        return np.full(values.shape, -1, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(table, values), len(table) - 1)
+    return np.where(table[pos] == values, pos, -1).astype(np.int64)
+
+
+def row_chunks(n: int, size: int) -> Iterator[slice]:
+    """Consecutive slices of at most ``size`` rows covering ``range(n)``."""
+    size = max(int(size), 1)
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+def take_rows(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CSR ``indptr``/``indices`` of the given rows (in that order, repeats allowed)."""
+    starts, stops = indptr[rows], indptr[rows + 1]
+    lens = stops - starts
+    new_indptr = np.r_[0, np.cumsum(lens)].astype(np.int64)
+    pos = np.repeat(starts - new_indptr[:-1], lens) + np.arange(new_indptr[-1])
+    return new_indptr, np.asarray(indices[pos])

@@ -1,0 +1,242 @@
+"""The train stage's design: every (model, task)'s matrices, built from row ranges of the feature files.
+
+A *task* is what one model is trained for: a cross-validation :class:`Fold`
+(train on every other fold, predict the fold's own rows and the test rows)
+or the :class:`Refit` on all training rows. A task's rows fall into three
+:class:`Part` s: the rows it fits on, its held-out rows and the test rows.
+
+:class:`FoldDesign` owns what every task shares: the labels, the fold file,
+the column layout and one fitted :class:`features.CTREncoder` (one counting
+pass for all folds). Fold ``k``'s training rows get conversion rates without
+fold ``k`` and without their own fold; its held-out rows and the test rows
+without fold ``k``; for the refit, the training rows without their own fold
+and the test rows from all rows. The design never holds the feature sets:
+it reads row ranges of the files (:class:`pipeline.io.CSRRowReader`,
+:func:`pipeline.io.npy_rows`), holds only the training matrix of the current
+task (dense sets: one float32 array filled in place) and builds held-out and
+test rows ``chunk_rows`` at a time. The blocks become model inputs through
+:meth:`features.DesignLayout.assemble`, the one assembly the saved scorer
+uses too.
+
+The train stage builds one design and passes it to each task it runs; a Dask
+worker builds its own from the same files (:mod:`pipeline.cluster`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator
+
+from core import LookalikeError
+from features import CTREncoder, CTRSpec, DesignLayout, FeatureSet
+from pipeline.files import read_folds, read_test_pairs, read_train_pairs
+from pipeline.io import CSRRowReader, npy_rows
+
+__all__ = ["Fold", "FoldDesign", "Part", "Refit", "Task", "TrainInputs", "read_layout"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Fold:
+    """Cross-validation fold ``k``: fit on the other folds, predict fold ``k`` and the test rows."""
+
+    k: int
+
+    @property
+    def excluded(self) -> int:
+        """The fold whose labels the task never sees."""
+        return self.k
+
+    def __str__(self) -> str:
+        return f"fold {self.k}"
+
+
+@dataclass(frozen=True)
+class Refit:
+    """Fit on all training rows; predict the test rows."""
+
+    @property
+    def excluded(self) -> int:
+        """No fold is left out (``-1``)."""
+        return -1
+
+    def __str__(self) -> str:
+        return "refit"
+
+
+Task = Fold | Refit
+
+
+class Part(Enum):
+    """The rows of a task: those it fits on, its held-out fold, the test rows."""
+
+    FIT = "fit"
+    HELD = "held"
+    TEST = "test"
+
+
+@dataclass(frozen=True)
+class TrainInputs:
+    """The files the train stage reads (all a Dask worker needs besides the settings)."""
+
+    features: Path
+    pairs: Path
+    folds: Path
+
+    @property
+    def columns(self) -> Path:
+        """The feature sets' description (``columns.json``)."""
+        return self.features / "columns.json"
+
+
+def read_layout(columns_path: Path) -> tuple[DesignLayout, CTRSpec]:
+    """The column layout and the CTR spec described by the features stage's ``columns.json``."""
+    try:
+        columns = json.loads(Path(columns_path).read_text())
+        ctr = CTRSpec.from_dict(columns["ctr"])
+        sparse, dense = columns["sparse"], columns["dense"]
+        layout = DesignLayout(
+            n_raw=int(columns["sparse_raw"]), n_dense=len(dense), n_ctr=ctr.n_out,
+            dense_categorical=tuple(dense.index(c) for c in columns["categorical"]["dense"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise LookalikeError(f"{columns_path}: not a feature description of this version ({exc}); "
+                             "re-run `make features`") from None
+    if sparse[0] != "aid_idx" or dense[0] != "aid_idx":
+        raise LookalikeError(f"{columns_path}: feature sets must start with aid_idx; re-run `make features`")
+    return layout, ctr
+
+
+@dataclass(frozen=True)
+class _Source:
+    """The feature files of the training or the test pairs."""
+
+    sparse: CSRRowReader
+    dense: Path
+    aid_idx: np.ndarray
+
+    @classmethod
+    def open(cls, features: Path, part: str, aid_idx: np.ndarray) -> _Source:
+        sparse = CSRRowReader(features / f"sparse_{part}.npz")
+        if sparse.shape[0] != len(aid_idx):
+            raise LookalikeError(f"{sparse.path} has {sparse.shape[0]:,} rows for {len(aid_idx):,} {part} pairs; "
+                                 "re-run `make features`")
+        return cls(sparse, features / f"dense_{part}.npy", aid_idx)
+
+
+class FoldDesign:
+    """Design matrices of every task, for the feature sets of the configured models.
+
+    Parameters
+    ----------
+    inputs : TrainInputs
+    feature_sets : iterable of FeatureSet
+        The sets the models need (the CTR counts are made only for sets that use them).
+    chunk_rows : int
+        Rows read and assembled at a time.
+
+    Attributes
+    ----------
+    y : ndarray of int8
+        Training labels.
+    folds : ndarray
+        The fold of every training row.
+    n_folds : int
+    layout : DesignLayout
+    encoder : CTREncoder or None
+        Fitted on all training rows with their folds (``None`` when no set uses it).
+    """
+
+    def __init__(self, inputs: TrainInputs, feature_sets: set[FeatureSet], chunk_rows: int = 500_000) -> None:
+        self.inputs = inputs
+        self.chunk_rows = chunk_rows
+        self.feature_sets = frozenset(feature_sets)
+        train, test = read_train_pairs(inputs.pairs), read_test_pairs(inputs.pairs)
+        self.y = train.label.astype(np.int8)
+        self.folds = read_folds(inputs.folds, len(train))
+        self.n_folds = int(self.folds.max()) + 1
+        self.layout, spec = read_layout(inputs.columns)
+        self._train = _Source.open(inputs.features, "train", train.aid_idx)
+        self._test = _Source.open(inputs.features, "test", test.aid_idx)
+        self.encoder: CTREncoder | None = None
+        if any(fs.uses_ctr for fs in self.feature_sets):
+            self.encoder = CTREncoder(spec, chunk_rows).fit(
+                self._train.sparse, self.y, aid_idx=train.aid_idx, folds=self.folds
+            )
+        self._fit_cache: tuple[tuple[FeatureSet, Task], np.ndarray | sp.csr_matrix] | None = None
+
+    def fit_rows(self, task: Task) -> np.ndarray:
+        """Whether each training row is one ``task`` fits on."""
+        return self.folds != task.excluded
+
+    def labels(self, task: Task) -> np.ndarray:
+        """Labels of the rows ``task`` fits on."""
+        return self.y[self.fit_rows(task)]
+
+    def _chunks(
+        self, feature_set: FeatureSet, task: Task, part: Part, into: np.ndarray | None = None
+    ) -> Iterator[np.ndarray | sp.csr_matrix]:
+        """The design of ``part``'s rows of ``task``, chunk by chunk, in row order.
+
+        For the dense set, ``into`` (rows of ``part`` x columns) is filled in
+        place and the chunks yielded are its row slices.
+        """
+        source = self._test if part is Part.TEST else self._train
+        n, at = source.sparse.shape[0], 0
+        for start in range(0, n, self.chunk_rows):
+            stop = min(start + self.chunk_rows, n)
+            keep = np.arange(start, stop)
+            if part is not Part.TEST:
+                held = self.folds[start:stop] == task.excluded
+                keep = keep[held if part is Part.HELD else ~held]
+            if not len(keep):
+                continue
+            local = keep - start
+            tokens = source.sparse.rows(start, stop, data=feature_set.uses_token_values)
+            dense = encode_ctr = out = None
+            if feature_set.uses_ctr:
+                dense = npy_rows(source.dense, start, stop)[local]
+                also = self.folds[keep] if part is Part.FIT else -1  # training rows: without their own fold too
+                encode_ctr = functools.partial(self.encoder.transform, tokens, source.aid_idx[keep], task.excluded,
+                                               also, local)
+            if into is not None and feature_set is FeatureSet.DENSE:
+                out = into[at : at + len(keep)]
+            at += len(keep)
+            sparse = tokens[local] if feature_set.uses_token_values else tokens  # the dense set reads no values
+            yield self.layout.assemble(feature_set, sparse, dense, encode_ctr, out=out)
+
+    def matrix(self, feature_set: FeatureSet, task: Task) -> np.ndarray | sp.csr_matrix:
+        """Design of the rows ``task`` fits on (kept for the next model of the same task and set)."""
+        if self._fit_cache is not None and self._fit_cache[0] == (feature_set, task):
+            return self._fit_cache[1]
+        self._fit_cache = None
+        if feature_set is FeatureSet.DENSE:  # filled in place: no second copy of the rows
+            X = np.empty((int(self.fit_rows(task).sum()), self.layout.n_dense + self.layout.n_ctr), np.float32)
+            for _ in self._chunks(feature_set, task, Part.FIT, into=X):
+                pass
+        else:
+            X = sp.vstack(list(self._chunks(feature_set, task, Part.FIT)), format="csr")
+        self._fit_cache = ((feature_set, task), X)
+        return X
+
+    def release(self) -> None:
+        """Drop the cached training matrix (the counts stay)."""
+        self._fit_cache = None
+
+    def predict(self, estimator: BaseEstimator, feature_set: FeatureSet, task: Task, part: Part) -> np.ndarray:
+        """Probabilities of ``part``'s rows (``HELD`` or ``TEST``) of ``task``, chunk by chunk."""
+        if part is Part.FIT:
+            raise ValueError("predict held-out or test rows, not the rows a model was fitted on")
+        if part is Part.HELD and isinstance(task, Refit):
+            return np.empty(0)
+        return np.concatenate([estimator.predict_proba(X)[:, 1] for X in self._chunks(feature_set, task, part)])

@@ -1,0 +1,89 @@
+"""One (model, task) of the train stage: fit the model, predict its held-out and test rows.
+
+:func:`run_task` is the unit of work wherever it runs: the local loop of the
+train stage and the Dask workers (:mod:`pipeline.cluster`) call the same
+function with a :class:`~pipeline.design.FoldDesign`, so the results are
+identical for the same settings (and LightGBM thread count).
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from features import FeatureSet
+from pipeline.config import TrainSettings
+from pipeline.design import FoldDesign, Part, Task, TrainInputs
+from pipeline.models import build_model, parse_model
+
+__all__ = ["TaskOutput", "TrainJob", "peak_rss_mb", "run_task"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """What a worker needs to build its own design: the input files, the settings, the feature sets."""
+
+    inputs: TrainInputs
+    settings: TrainSettings
+
+    @property
+    def feature_sets(self) -> frozenset[FeatureSet]:
+        """The feature sets of the configured models."""
+        return frozenset(parse_model(name).feature_set for name in self.settings.models)
+
+    def open_design(self) -> FoldDesign:
+        """A design over the job's files (one CTR counting pass when a model uses the statistics)."""
+        return FoldDesign(self.inputs, set(self.feature_sets), self.settings.chunk_rows)
+
+
+@dataclass
+class TaskOutput:
+    """One model trained for one task."""
+
+    name: str
+    task: Task
+    oof: np.ndarray  #: predictions of the held-out fold (empty for the refit)
+    test: np.ndarray  #: predictions of the test rows
+    estimator: BaseEstimator
+    seconds: float
+    peak_rss_mb: float = 0.0  #: of the process that ran the task (a Dask worker's own peak)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory: ``VmHWM`` on Linux, else ``ru_maxrss``.
+
+    (``ru_maxrss`` is inherited through fork and exec, so in a Dask worker it
+    would report its parent's peak.)
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_task(design: FoldDesign, settings: TrainSettings, name: str, task: Task) -> TaskOutput:
+    """Train model ``name`` for ``task`` on ``design``; predict the task's held-out rows and the test rows.
+
+    For the refit, the training rows' CTR statistics still leave out each
+    row's own fold; the test rows get those of all rows.
+    """
+    spec = parse_model(name)
+    X, y = design.matrix(spec.feature_set, task), design.labels(task)
+    t0 = time.perf_counter()
+    categorical = design.layout.categorical(spec.feature_set, settings.categorical_crosses)
+    est = build_model(spec, settings, categorical).fit(X, y)
+    del X  # the design keeps the task's matrix for the next model
+    oof = design.predict(est, spec.feature_set, task, Part.HELD)
+    test = design.predict(est, spec.feature_set, task, Part.TEST)
+    return TaskOutput(name, task, oof, test, est, time.perf_counter() - t0, peak_rss_mb())

@@ -18,39 +18,44 @@ import argparse
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from ensemble.cv import TrainJob, train_models
 from pipeline.config import load_config
+from pipeline.design import TrainInputs
+from pipeline.stages.train import cross_validate, read_inputs
+from pipeline.tasks import TrainJob
 
 
 def main() -> None:
     """Run the sweep."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("features")
-    p.add_argument("interim")
-    p.add_argument("folds")
+    p.add_argument("features", type=Path)
+    p.add_argument("interim", type=Path)
+    p.add_argument("folds", type=Path)
     p.add_argument("--name", required=True)
     p.add_argument("--config", default="config/default.toml")
     p.add_argument("--models", default="")
     p.add_argument("--workers", default="0,1,2")
     p.add_argument("--out", type=Path, default=Path("bench/out/results.jsonl"))
     args = p.parse_args()
-    settings = load_config(args.config)["train"]
+    settings = load_config(args.config).train
     if args.models:
-        settings["models"] = args.models.split(",")
+        settings = replace(settings, models=tuple(args.models.split(",")))
     cores = os.cpu_count() or 1
+    inputs = TrainInputs(args.features, args.interim / "pairs.npz", args.folds)
+    data = read_inputs(inputs, None)
     for n in (int(w) for w in args.workers.split(",")):
-        settings["n_jobs"] = max(cores // max(n, 1), 1)
-        job = TrainJob(args.features, args.interim, args.folds, dict(settings))
+        settings = replace(settings, n_jobs=max(cores // max(n, 1), 1), scheduler=f"local:{n}" if n else "")
+        job = TrainJob(inputs, settings)
         t0 = time.perf_counter()
-        results, _ = train_models(job, scheduler=f"local:{n}" if n else "")
+        results = cross_validate(job.open_design(), job, data)
         peak = max(r.extra["task_peak_rss_mb"] for r in results)
         task_s = sum(r.seconds for r in results)
         row = {
             "name": f"{args.name}-workers{n}", "seconds": round(time.perf_counter() - t0, 2),
-            "task_seconds": round(task_s, 1), "workers": n, "lightgbm_threads": settings["n_jobs"],
-            "models": settings["models"], "cpus": cores, "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "task_seconds": round(task_s, 1), "workers": n, "lightgbm_threads": settings.n_jobs,
+            "models": list(settings.models), "cpus": cores, "when": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
         row["peak_rss_mb"] = peak  # of the process that trained (here, or the largest worker)
         args.out.parent.mkdir(parents=True, exist_ok=True)

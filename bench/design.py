@@ -4,7 +4,7 @@ Usage::
 
     python bench/design.py FEATURES INTERIM FOLDS --mode new|naive [--fold 0]
 
-``new`` is what the train stage does (``ensemble.cv._Design``): the CTR counts
+``new`` is what the train stage does (``pipeline.design.FoldDesign``): the CTR counts
 of all folds in one pass, then fold ``k``'s training matrix filled from row
 ranges of the feature files, then its held-out and test rows in chunks.
 ``naive`` is the previous code, kept here as the reference: the whole sparse
@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from features import SparseTargetEncoder
-from features.ctr import CTRSpec
-from features.folds import load_folds
-from pipeline.load import load_pairs_file
+from features import CTRSpec, FeatureSet
+from features.reference import SparseTargetEncoder
+from pipeline.design import Fold, FoldDesign, Part, TrainInputs
+from pipeline.files import read_folds, read_test_pairs, read_train_pairs
 
 
 def _cross(block: sp.csr_matrix, group: np.ndarray, n_groups: int) -> sp.csr_matrix:
@@ -41,7 +41,7 @@ def _cross(block: sp.csr_matrix, group: np.ndarray, n_groups: int) -> sp.csr_mat
 def naive(features: Path, aid: dict, y: np.ndarray, folds: np.ndarray, k: int) -> tuple:
     """The previous per-fold encoders (returns the three matrices)."""
     columns = json.loads((features / "columns.json").read_text())
-    spec = CTRSpec.from_json(columns["ctr"])
+    spec = CTRSpec.from_dict(columns["ctr"])
     tr, te = (sp.load_npz(features / f"sparse_{p}.npz").tocsr() for p in ("train", "test"))
     d_tr, d_te = (np.load(features / f"dense_{p}.npy") for p in ("train", "test"))
     fit, held = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
@@ -66,13 +66,10 @@ def naive(features: Path, aid: dict, y: np.ndarray, folds: np.ndarray, k: int) -
 
 def new(features: Path, interim: Path, folds_path: Path, k: int) -> tuple:
     """The train stage's design (returns the three matrices)."""
-    from ensemble.cv import TrainJob, _design_for
-    from pipeline.config import load_config
-
-    settings = load_config("config/default.toml")["train"]
-    design = _design_for(TrainJob(str(features), str(interim), str(folds_path), {**settings, "models": ["easy_dense"]}))
-    return (design.fit_matrix("dense", k), np.vstack(list(design._chunks("held", "dense", k))),
-            np.vstack(list(design._chunks("test", "dense", k))))
+    design = FoldDesign(TrainInputs(features, interim / "pairs.npz", folds_path), {FeatureSet.DENSE})
+    task = Fold(k)
+    return (design.matrix(FeatureSet.DENSE, task), np.vstack(list(design.chunks(FeatureSet.DENSE, task, Part.HELD))),
+            np.vstack(list(design.chunks(FeatureSet.DENSE, task, Part.TEST))))
 
 
 def main() -> None:
@@ -84,15 +81,14 @@ def main() -> None:
     p.add_argument("--mode", choices=("new", "naive"), required=True)
     p.add_argument("--fold", type=int, default=0)
     args = p.parse_args()
-    train = load_pairs_file(args.interim / "pairs.npz", "train")
-    test = load_pairs_file(args.interim / "pairs.npz", "test")
-    folds = load_folds(args.folds, len(train["aid"]))
+    train, test = read_train_pairs(args.interim / "pairs.npz"), read_test_pairs(args.interim / "pairs.npz")
+    folds = read_folds(args.folds, len(train))
     t0 = time.perf_counter()
     if args.mode == "new":
         mats = new(args.features, args.interim, args.folds, args.fold)
     else:
-        mats = naive(args.features, {"train": train["aid_idx"], "test": test["aid_idx"]},
-                     train["label"].astype(np.int64), folds, args.fold)
+        mats = naive(args.features, {"train": train.aid_idx, "test": test.aid_idx},
+                     train.label.astype(np.int64), folds, args.fold)
     seconds = time.perf_counter() - t0
     print(json.dumps({"mode": args.mode, "fold": args.fold, "seconds": round(seconds, 1),
                       "shapes": [list(m.shape) for m in mats],

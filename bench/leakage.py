@@ -15,15 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from ensemble.cv import TrainJob, train_models
-from ensemble.metrics import per_aid_auc
-from features.build import build_features
 from pipeline.config import load_config
-from pipeline.load import load_pairs_file
+from pipeline.design import TrainInputs
+from pipeline.stages.features import run_features
+from pipeline.stages.train import cross_validate, read_inputs
+from pipeline.tasks import TrainJob
 
 
 def main() -> None:
@@ -46,13 +47,12 @@ def main() -> None:
     )
     np.savez(args.work / "interim" / "pairs.npz", **z)
     cfg = load_config(None)
-    build_features(args.work / "interim", args.folds, args.work / "features", args.work / "features.md", cfg["features"])
-    train = load_pairs_file(args.work / "interim" / "pairs.npz", "train")
-    job = TrainJob(str(args.work / "features"), str(args.work / "interim"), str(args.folds),
-                   {**cfg["train"], "models": [args.model]})
-    (r,), _ = train_models(job)
-    res = per_aid_auc(train["label"], r.oof, train["aid"])
-    print(json.dumps({"model": args.model, "mode": args.mode, "rows": len(y), "oof_mean_aid_auc": round(res.mean, 4),
+    run_features(args.work / "interim", args.folds, args.work / "features", args.work / "features.md", cfg.features)
+    inputs = TrainInputs(args.work / "features", args.work / "interim" / "pairs.npz", args.folds)
+    job = TrainJob(inputs, replace(cfg.train, models=(args.model,)))
+    data = read_inputs(inputs, None)
+    (r,) = cross_validate(job.open_design(), job, data)
+    print(json.dumps({"model": args.model, "mode": args.mode, "rows": len(y), "oof_mean_aid_auc": round(data.score(r.oof), 4),
                       "fold_auc": [round(v, 4) for v in r.fold_auc]}))
 
 

@@ -6,7 +6,7 @@ Usage::
         [--folds 0] [--ctr-aggregations mean,max,count,lor] [--name NAME]
 
 Trains each model on the given folds of the fold file exactly as the train
-stage does (``ensemble.cv.fold_task``) and prints the held-out mean per-aid
+stage does (``pipeline.tasks.run_task``) and prints the held-out mean per-aid
 AUC per fold, as JSON lines (also appended to ``bench/out/margin.jsonl``).
 ``--ctr-aggregations`` overrides the aggregations of the CTR statistics saved
 in ``columns.json`` (a scratch copy of the feature folder is used).
@@ -18,14 +18,14 @@ import argparse
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
-from ensemble.cv import TrainJob, fold_task
-from ensemble.metrics import per_aid_auc
+from ensemble import per_aid_auc
 from pipeline.config import load_config
-from pipeline.load import load_pairs_file
+from pipeline.design import Fold, TrainInputs
+from pipeline.files import read_train_pairs
+from pipeline.tasks import TrainJob, run_task
 
 
 def main() -> None:
@@ -40,9 +40,8 @@ def main() -> None:
     p.add_argument("--config", default="config/default.toml")
     p.add_argument("--name", default="")
     args = p.parse_args()
-    settings = load_config(args.config)["train"]
-    train = load_pairs_file(args.interim / "pairs.npz", "train")
-    fold_of = np.load(args.folds)
+    settings = load_config(args.config).train
+    train = read_train_pairs(args.interim / "pairs.npz")
     with tempfile.TemporaryDirectory() as scratch:
         features = args.features
         if args.ctr_aggregations:
@@ -55,14 +54,16 @@ def main() -> None:
             columns["ctr"]["aggregations"] = args.ctr_aggregations.split(",")
             (features / "columns.json").write_text(json.dumps(columns))
         for name in args.models.split(","):
-            job = TrainJob(str(features), str(args.interim), str(args.folds), {**settings, "models": [name]})
+            job = TrainJob(TrainInputs(features, args.interim / "pairs.npz", args.folds),
+                           replace(settings, models=(name,)))
+            design = job.open_design()
             for k in (int(v) for v in args.folds_to_run.split(",")):
                 t0 = time.perf_counter()
-                out = fold_task(job, name, k)
-                held = fold_of == k
+                out = run_task(design, job.settings, name, Fold(k))
+                held = design.folds == k
                 row = {"name": args.name, "model": name, "fold": k,
                        "ctr_aggregations": args.ctr_aggregations or "saved",
-                       "auc": round(per_aid_auc(train["label"][held], out.oof, train["aid"][held]).mean, 4),
+                       "auc": round(per_aid_auc(train.label[held], out.oof, train.aid[held]).mean, 4),
                        "seconds": round(time.perf_counter() - t0, 1)}
                 print(json.dumps(row), flush=True)
                 with open("bench/out/margin.jsonl", "a") as fh:

@@ -16,34 +16,29 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from features import FrequencyPruner, MissingRatePruner
-from features.featurizer import PairFeaturizer
+from features import FrequencyPruner, MissingRatePruner, PairFeaturizer
 from pipeline.config import load_config
-from pipeline.load import load_pairs_file
-from pipeline.loaders import AdTable, load_user_matrix
+from pipeline.files import read_ads, read_test_pairs, read_train_pairs, read_user_matrix
 
 
 def main(interim: Path, config: Path) -> None:
     """Fit on the pair-level matrix, then transform train and test whole."""
-    settings = load_config(config)["features"]
-    users = load_user_matrix(interim / "users")
-    train = load_pairs_file(interim / "pairs.npz", "train")
-    test = load_pairs_file(interim / "pairs.npz", "test")
-    frame = pd.read_csv(interim / "ads.csv")
-    ads = AdTable(frame["aid"].to_numpy(), frame)
-    X = users.csr(train["user_row"])  # the pair-level matrix
+    settings = load_config(config).features
+    users = read_user_matrix(interim / "users")
+    train, test = read_train_pairs(interim / "pairs.npz"), read_test_pairs(interim / "pairs.npz")
+    ads = read_ads(interim / "ads.csv")
+    X = users.csr(train.user_row)  # the pair-level matrix
     slices = [(f.name, f.offset, f.stop) for f in users.fields]
-    missing = MissingRatePruner(settings["missing_threshold"], slices).fit(X)
-    frequency = FrequencyPruner(settings["min_df"]).fit(X)
+    missing = MissingRatePruner(settings.missing_threshold, slices).fit(X)
+    frequency = FrequencyPruner(settings.min_df).fit(X)
     del X
-    feat = PairFeaturizer(settings["missing_threshold"], settings["min_df"], settings["ctr_smoothing"],
-                          chunk_rows=users.n_users).fit(users, ads, train, test)
+    feat = PairFeaturizer(settings.missing_threshold, settings.min_df, settings.ctr_smoothing,
+                          chunk_rows=users.n_users, ctr_aggregations=settings.ctr_aggregations).fit(users, ads, train, test)
     assert np.array_equal(feat.kept_cols_, np.flatnonzero(missing.get_support() & frequency.get_support()))
-    for pairs, y in ((train, train["label"]), (test, None)):
-        sparse, dense = feat.transform(pairs["aid_idx"], pairs["uid"], users.csr(pairs["user_row"]), y=y)
-        print(pairs["aid"].shape, sparse.shape, sparse.nnz, dense.shape, file=sys.stderr)
+    for pairs in (train, test):
+        sparse, dense = feat.transform(pairs.aid_idx, pairs.uid, users.csr(pairs.user_row), y=pairs.label)
+        print(pairs.aid.shape, sparse.shape, sparse.nnz, dense.shape, file=sys.stderr)
         del sparse, dense
 
 

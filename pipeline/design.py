@@ -183,7 +183,7 @@ class FoldDesign:
         """Labels of the rows ``task`` fits on."""
         return self.y[self.fit_rows(task)]
 
-    def _chunks(
+    def chunks(
         self, feature_set: FeatureSet, task: Task, part: Part, into: np.ndarray | None = None
     ) -> Iterator[np.ndarray | sp.csr_matrix]:
         """The design of ``part``'s rows of ``task``, chunk by chunk, in row order.
@@ -222,10 +222,10 @@ class FoldDesign:
         self._fit_cache = None
         if feature_set is FeatureSet.DENSE:  # filled in place: no second copy of the rows
             X = np.empty((int(self.fit_rows(task).sum()), self.layout.n_dense + self.layout.n_ctr), np.float32)
-            for _ in self._chunks(feature_set, task, Part.FIT, into=X):
+            for _ in self.chunks(feature_set, task, Part.FIT, into=X):
                 pass
         else:
-            X = sp.vstack(list(self._chunks(feature_set, task, Part.FIT)), format="csr")
+            X = sp.vstack(list(self.chunks(feature_set, task, Part.FIT)), format="csr")
         self._fit_cache = ((feature_set, task), X)
         return X
 
@@ -239,4 +239,4 @@ class FoldDesign:
             raise ValueError("predict held-out or test rows, not the rows a model was fitted on")
         if part is Part.HELD and isinstance(task, Refit):
             return np.empty(0)
-        return np.concatenate([estimator.predict_proba(X)[:, 1] for X in self._chunks(feature_set, task, part)])
+        return np.concatenate([estimator.predict_proba(X)[:, 1] for X in self.chunks(feature_set, task, part)])

@@ -37,7 +37,9 @@ from pipeline.report import Truth, read_truth, write_cv_report
 from pipeline.scorer import ScoredModel, Scorer
 from pipeline.tasks import TaskOutput, TrainJob, run_task
 
-__all__ = ["CVResult", "TrainData", "choose_final", "combine", "cross_validate", "run_train"]
+__all__ = [
+    "CVResult", "TrainData", "choose_final", "combine", "cross_validate", "fallback_aids", "read_inputs", "run_train",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -127,10 +129,14 @@ def cross_validate(design: FoldDesign, job: TrainJob, data: TrainData) -> list[C
         r.tasks.append(out.task)
         r.extra["task_peak_rss_mb"] = round(max(r.extra.get("task_peak_rss_mb", 0.0), out.peak_rss_mb), 1)
         if isinstance(out.estimator, PerAidLGBM):
-            fell_back = {data.aid_of[int(a)] for a in out.estimator.fallback_}
-            r.extra["fallback_aids"] = sorted(set(r.extra.get("fallback_aids", [])) | fell_back)
+            r.extra["fallback_aids"] = sorted(set(r.extra.get("fallback_aids", [])) | fallback_aids(out.estimator, data))
         logger.info("%s %s: mean per-aid AUC %.4f", out.name, out.task, r.fold_auc[-1])
     return list(results.values())
+
+
+def fallback_aids(estimator: PerAidLGBM, data: TrainData) -> set[int]:
+    """The aids (ids) for which a fitted per-aid model used the global model."""
+    return {data.aid_of[int(a)] for a in estimator.fallback_}
 
 
 def combine(results: list[CVResult], data: TrainData, seed: int) -> list[CVResult]:

@@ -44,7 +44,7 @@ def test_ctr_columns_leave_out_the_scored_fold_and_the_rows_own_fold(design: Fol
     spec, n_dense = design.encoder.spec, design.layout.n_dense
     for k in range(design.n_folds):
         fit_ctr = design.matrix(FeatureSet.DENSE, Fold(k))[:, n_dense:]
-        held_ctr = np.vstack([X[:, n_dense:] for X in design._chunks(FeatureSet.DENSE, Fold(k), Part.HELD)])
+        held_ctr = np.vstack([X[:, n_dense:] for X in design.chunks(FeatureSet.DENSE, Fold(k), Part.HELD)])
         fit_rows = np.flatnonzero(folds != k)
         for j in set(range(design.n_folds)) - {k}:
             src, rows = np.flatnonzero((folds != j) & (folds != k)), np.flatnonzero(folds == j)

@@ -11,8 +11,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+#: What every function taking a file or folder accepts.
+PathLike = str | os.PathLike[str]
+
 __all__ = [
     "CSRChunkWriter",
+    "PathLike",
     "CSRRowReader",
     "atomic_path",
     "atomic_paths",

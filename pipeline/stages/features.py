@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ from features import PairFeaturizer
 from pipeline.artifact import ArtifactKind, save_artifact
 from pipeline.config import FeatureSettings, as_dict, config_hash
 from pipeline.files import read_ads, read_folds, read_test_pairs, read_train_pairs, read_user_matrix
-from pipeline.io import CSRChunkWriter, atomic_paths
+from pipeline.io import CSRChunkWriter, PathLike, atomic_paths
 from pipeline.report import write_features_report
 
 __all__ = ["FEATURE_FILES", "run_features"]
@@ -33,13 +32,8 @@ FEATURE_FILES = (
 )
 
 
-def run_features(
-    interim: str | os.PathLike[str],
-    folds_path: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    report: str | os.PathLike[str],
-    settings: FeatureSettings | None = None,
-) -> None:
+def run_features(interim: PathLike, folds_path: PathLike, out: PathLike, report: PathLike,
+                 settings: FeatureSettings | None = None) -> None:
     """Fit the :class:`~features.PairFeaturizer`, write both feature sets, their description and the report.
 
     Sparse set: ``aid_idx``, the ads' one-hot fields, the pruned user tokens

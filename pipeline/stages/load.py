@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from pipeline.config import LoadSettings
 from pipeline.files import write_ads, write_pairs, write_user_matrix
-from pipeline.io import atomic_paths
+from pipeline.io import PathLike, atomic_paths
 from pipeline.readers import parse_users, read_ads_csv, read_pairs_csv
 from pipeline.schema import TEST_COLUMNS, TRAIN_COLUMNS
 
@@ -17,14 +16,8 @@ __all__ = ["run_load"]
 logger = logging.getLogger(__name__)
 
 
-def run_load(
-    users: str | os.PathLike[str],
-    ads: str | os.PathLike[str],
-    train: str | os.PathLike[str],
-    test: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    settings: LoadSettings | None = None,
-) -> None:
+def run_load(users: PathLike, ads: PathLike, train: PathLike, test: PathLike, out: PathLike,
+             settings: LoadSettings | None = None) -> None:
     """Parse the four competition files and write ``users/``, ``ads.csv``, ``pairs.npz`` under ``out``.
 
     Nothing is written when any input is malformed: the outputs are built as

@@ -13,7 +13,6 @@ scorer, write the report.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ from pipeline.artifact import ArtifactKind, load_artifact, save_artifact
 from pipeline.config import TrainSettings, as_dict, config_hash
 from pipeline.design import Fold, FoldDesign, Refit, Task, TrainInputs, read_layout
 from pipeline.files import read_folds, read_test_pairs, read_train_pairs, write_predictions
-from pipeline.io import atomic_path
+from pipeline.io import PathLike, atomic_path
 from pipeline.models import parse_model
 from pipeline.report import Truth, read_truth, write_cv_report
 from pipeline.scorer import ScoredModel, Scorer
@@ -80,7 +79,7 @@ class TrainData:
         return per_aid_auc(self.y, pred, self.aid).mean
 
 
-def read_inputs(inputs: TrainInputs, truth: str | os.PathLike[str] | None) -> TrainData:
+def read_inputs(inputs: TrainInputs, truth: PathLike | None) -> TrainData:
     """Step 1: read and check every input before anything is trained.
 
     The pairs, the fold file (its length), the feature description (its
@@ -240,15 +239,8 @@ def save_scorer(path: Path, scorer: Scorer, final: CVResult, data: TrainData, se
     })
 
 
-def run_train(
-    features: str | os.PathLike[str],
-    interim: str | os.PathLike[str],
-    folds_path: str | os.PathLike[str],
-    build: str | os.PathLike[str],
-    report: str | os.PathLike[str],
-    settings: TrainSettings | None = None,
-    truth: str | os.PathLike[str] | None = None,
-) -> None:
+def run_train(features: PathLike, interim: PathLike, folds_path: PathLike, build: PathLike, report: PathLike,
+              settings: TrainSettings | None = None, truth: PathLike | None = None) -> None:
     """The ``train`` stage.
 
     Writes under ``build``: ``oof/<model>.npy``, ``pred/<model>.npy`` and

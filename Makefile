@@ -22,7 +22,11 @@ TRAINED    := $(BUILD)/pred/final.npz $(REPORTS)/cv.md
 SUBMISSION := $(SUBMISSIONS)/submission.csv
 TRUTH      := $(DATA)/test1.truth.csv
 
-.DELETE_ON_ERROR:
+# No .DELETE_ON_ERROR, and every output is precious: each CLI writes its outputs under
+# temporary names and renames them into place only when the stage has finished, so a
+# failed or interrupted recipe leaves the previous outputs intact. make's own deletion
+# (of every target of a grouped rule, on an error or a signal) would destroy them.
+.PRECIOUS: $(RAW) $(LOADED) $(FOLDS) $(FEATURES) $(REPORTS)/features.md $(TRAINED) $(SUBMISSION)
 .DEFAULT_GOAL := help
 .PHONY: help install data load folds features train submit all test bench clean clean-data
 

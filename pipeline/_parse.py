@@ -104,7 +104,7 @@ def parse_chunk(
     # every group (text between '|' / newline) holds a name and at least one value
     n_groups = len(gsep_pos) + (0 if is_nl[-1] else 1)
     group_tokens = np.bincount(tok_group, minlength=n_groups)[:n_groups]
-    group_line = np.searchsorted(nl_pos, np.r_[0, gsep_pos[:-1] + 1][:n_groups])
+    group_line = np.searchsorted(nl_pos, np.r_[0, gsep_pos + 1][:n_groups])  # (the last line may lack its newline)
     if (group_tokens == 0).any():
         g = int(np.flatnonzero(group_tokens == 0)[0])
         line = int(group_line[g])
@@ -170,7 +170,8 @@ def parse_chunk(
     if too_big.any():
         t = int(np.flatnonzero(too_big)[0])
         text = _token_text(buf, v_start[t], v_start[t] + v_len[t])
-        raise _fail(path, first_line, v_line[t], f"value {text} is out of range (> {INT32_MAX})")
+        raise _fail(path, first_line, v_line[t],
+                    f"value {text} is out of range: ids are integers from 0 to {INT32_MAX}")
 
     # --- structure per line: one uid, no repeated field, single-valued fields hold one value
     n_names = len(names)

@@ -25,9 +25,9 @@ from typing import Any
 import joblib
 
 from core import LookalikeError
-from pipeline.io import atomic_path, write_json
+from pipeline.io import Outputs, staged_path, write_json
 
-__all__ = ["ArtifactKind", "library_versions", "load_artifact", "manifest_path", "save_artifact", "sha256"]
+__all__ = ["ArtifactKind", "check_artifact", "library_versions", "load_artifact", "manifest_path", "save_artifact", "sha256"]
 
 
 class ArtifactKind(StrEnum):
@@ -77,16 +77,18 @@ def _git_commit() -> str:
 
 
 def save_artifact(
-    obj: Any, path: str | os.PathLike[str], kind: ArtifactKind, info: dict[str, Any] | None = None  # noqa: ANN401
+    obj: Any, path: str | os.PathLike[str], kind: ArtifactKind, info: dict[str, Any] | None = None,  # noqa: ANN401
+    outputs: Outputs | None = None,
 ) -> dict[str, Any]:
     """Dump ``obj`` with joblib and write its manifest; returns the manifest.
 
     The manifest says what the file is (``kind``) and holds ``info`` (config,
     its hash, feature names, CV scores, ...) with the file's SHA-256, the
-    library versions and the git commit.
+    library versions and the git commit. With ``outputs``, both files are
+    staged there (renamed with the rest of the stage's outputs).
     """
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with staged_path(path, outputs) as tmp:
         joblib.dump(obj, tmp)
         digest = sha256(tmp)
     manifest = {
@@ -98,7 +100,7 @@ def save_artifact(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **(info or {}),
     }
-    write_json(manifest_path(path), manifest)
+    write_json(manifest_path(path), manifest, outputs)
     return manifest
 
 
@@ -106,12 +108,8 @@ def _major_minor(version: str) -> tuple[str, ...]:
     return tuple(version.split(".")[:2])
 
 
-def load_artifact(
-    path: str | os.PathLike[str], kind: ArtifactKind, trust_versions: bool = False, expected_type: type | None = None
-) -> Any:  # noqa: ANN401
-    """Load an artifact of ``kind`` written by :func:`save_artifact`, after checking it.
-
-    ``expected_type``: also check the unpickled object's class.
+def check_artifact(path: str | os.PathLike[str], kind: ArtifactKind, trust_versions: bool = False) -> dict[str, Any]:
+    """Every check :func:`load_artifact` makes, without unpickling; returns the manifest.
 
     Raises
     ------
@@ -123,6 +121,8 @@ def load_artifact(
     """
     path = Path(path)
     mpath = manifest_path(path)
+    if not path.is_file():
+        raise LookalikeError(f"{path}: no such {kind} (re-run the stage that writes it)")
     if not mpath.is_file() or mpath == path:
         raise LookalikeError(f"{path}: not a lookalike {kind} (no manifest {mpath.name} beside it); "
                              "refusing to unpickle an unverified file")
@@ -152,6 +152,17 @@ def load_artifact(
             f"{path} was written with other library versions ({'; '.join(changed)}); "
             "pass --trust to load it anyway"
         )
+    return manifest
+
+
+def load_artifact(
+    path: str | os.PathLike[str], kind: ArtifactKind, trust_versions: bool = False, expected_type: type | None = None
+) -> Any:  # noqa: ANN401
+    """Load an artifact of ``kind`` written by :func:`save_artifact`, after :func:`check_artifact`.
+
+    ``expected_type``: also check the unpickled object's class.
+    """
+    check_artifact(path, kind, trust_versions)
     obj = joblib.load(path)
     if expected_type is not None and not isinstance(obj, expected_type):
         raise LookalikeError(f"{path} holds a {type(obj).__name__}, not a {expected_type.__name__} ({kind})")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,6 +19,15 @@ from core import LookalikeError
 __all__ = ["main"]
 
 logger = logging.getLogger("lookalike")
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every stage's cleanup runs (as for Ctrl-C)."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once is enough: make sends its children a second one
+    raise _Terminated
 
 
 class _Parser(argparse.ArgumentParser):
@@ -242,7 +252,8 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="output CSV aid,uid,score")
     p.add_argument("--missing", choices=("error", "skip"), default="error",
         help="pairs with an aid the model never saw or a uid not in --users: fail, listing the "
-        "first few (default), or leave them out and list them in OUT.skipped.csv")
+        "first few (default), or leave them out and list them, with line and reason, in a side file "
+        "named after --out (scores.csv -> scores.skipped.csv)")
     p.add_argument("--chunk-rows", type=_positive_int, default=200_000, help="pairs scored at a time")
     p.add_argument("--trust", action="store_true",
         help="load a model written with other library versions (the checksum is always checked)")
@@ -287,6 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         args.run(args)
     except LookalikeError as exc:
@@ -297,8 +309,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lookalike {args.command}: error:{where}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"lookalike {args.command}: interrupted", file=sys.stderr)
+        print(f"lookalike {args.command}: interrupted; earlier outputs are unchanged", file=sys.stderr)
         return 130
+    except _Terminated:
+        print(f"lookalike {args.command}: terminated; earlier outputs are unchanged", file=sys.stderr)
+        return 143
     return 0
 
 

@@ -98,6 +98,11 @@ class TrainInputs:
         """The feature sets' description (``columns.json``)."""
         return self.features / "columns.json"
 
+    @property
+    def featurizer(self) -> Path:
+        """The features stage's fitted featurizer (for the saved scorer)."""
+        return self.features / "featurizer.joblib"
+
 
 def read_layout(columns_path: Path) -> tuple[DesignLayout, CTRSpec]:
     """The column layout and the CTR spec described by the features stage's ``columns.json``."""

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from core import AdTable, FieldBlock, LookalikeError, Pairs, UserMatrix
-from pipeline.io import atomic_path
+from pipeline.io import Outputs, atomic_path, staged_path
 
 __all__ = [
     "read_ads",
@@ -132,12 +132,13 @@ def read_folds(path: str | os.PathLike[str], n_rows: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------ predictions
-def write_predictions(path: str | os.PathLike[str], pairs: Pairs, score: np.ndarray) -> None:
-    """Scores of ``pairs`` with their ``(aid, uid)`` keys, atomically (``.npz``)."""
+def write_predictions(path: str | os.PathLike[str], pairs: Pairs, score: np.ndarray,
+                      outputs: Outputs | None = None) -> None:
+    """Scores of ``pairs`` with their ``(aid, uid)`` keys (``.npz``): atomically, or staged in ``outputs``."""
     score = np.asarray(score, dtype=np.float64)
     if score.shape != (len(pairs),):
         raise ValueError(f"{len(score)} scores for {len(pairs)} pairs")
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+    with staged_path(path, outputs) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, aid=pairs.aid, uid=pairs.uid, score=score)
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import gzip
 import json
 import os
 import shutil
+import signal
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -16,12 +18,15 @@ PathLike = str | os.PathLike[str]
 
 __all__ = [
     "CSRChunkWriter",
+    "Outputs",
     "PathLike",
     "CSRRowReader",
     "atomic_path",
     "atomic_paths",
     "npy_rows",
     "open_binary",
+    "stage_outputs",
+    "staged_path",
     "write_json",
 ]
 
@@ -30,29 +35,73 @@ def _tmp_for(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp")
 
 
+class Outputs:
+    """The outputs of one stage: written under temporary names, renamed into place together.
+
+    :meth:`path` gives the temporary to write for a target (beside it, so the
+    rename stays on one file system). Nothing replaces a target until
+    :meth:`commit`; :meth:`discard` removes every temporary and every scratch
+    file named after one (``.<target>.tmp*``). Use it through
+    :func:`stage_outputs`, which commits when its block ends and discards when
+    it raises, is interrupted (``KeyboardInterrupt``) or exits
+    (``SystemExit``, which the CLI raises on SIGTERM): a failed stage leaves
+    every previous output as it was and no temporary behind.
+    """
+
+    def __init__(self) -> None:
+        self._staged: dict[Path, Path] = {}
+
+    def path(self, target: str | os.PathLike[str]) -> Path:
+        """The temporary to write for ``target`` (a file or a folder; created by the caller)."""
+        target = Path(target)
+        if target not in self._staged:
+            tmp = _tmp_for(target)
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            _remove_with_scratch(tmp)
+            self._staged[target] = tmp
+        return self._staged[target]
+
+    def commit(self) -> None:
+        """Rename every temporary onto its target (a folder replaces the old folder)."""
+        for target, tmp in self._staged.items():
+            if not tmp.exists():
+                raise FileNotFoundError(f"{tmp}: staged for {target} but never written")
+        for target, tmp in self._staged.items():
+            if tmp.is_dir():
+                _remove(target)
+            os.replace(tmp, target)
+        self._staged.clear()
+
+    def discard(self) -> None:
+        """Remove every temporary and its scratch files; the targets stay as they were.
+
+        SIGINT and SIGTERM are held meanwhile (delivered once it is done), so a
+        second signal, such as the one make sends its children when it is
+        itself interrupted, cannot cut the clean-up short.
+        """
+        with _signals_held():
+            for tmp in self._staged.values():
+                _remove_with_scratch(tmp)
+            self._staged.clear()
+
+
+@contextlib.contextmanager
+def stage_outputs() -> Iterator[Outputs]:
+    """An :class:`Outputs` committed when the block ends, discarded when it raises."""
+    outputs = Outputs()
+    try:
+        yield outputs
+    except BaseException:
+        outputs.discard()
+        raise
+    outputs.commit()
+
+
 @contextlib.contextmanager
 def atomic_paths(paths: Sequence[str | os.PathLike[str]]) -> Iterator[list[Path]]:
-    """Yield temporary paths that replace ``paths`` together on success.
-
-    Each temporary file (or folder) sits beside its target. When the block
-    raises, the temporaries are removed and the targets are left untouched,
-    so a failed stage never leaves a half-written output behind.
-    """
-    targets = [Path(p) for p in paths]
-    tmps = [_tmp_for(p) for p in targets]
-    for t in tmps:
-        t.parent.mkdir(parents=True, exist_ok=True)
-        _remove(t)
-    try:
-        yield tmps
-    except BaseException:
-        for t in tmps:
-            _remove(t)
-        raise
-    for tmp, target in zip(tmps, targets):
-        if tmp.is_dir():
-            _remove(target)
-        os.replace(tmp, target)
+    """Yield temporary paths that replace ``paths`` together on success (see :class:`Outputs`)."""
+    with stage_outputs() as outputs:
+        yield [outputs.path(p) for p in paths]
 
 
 @contextlib.contextmanager
@@ -62,11 +111,31 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
 
 
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Block SIGINT and SIGTERM in this thread for the block (where the platform allows it)."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+        yield
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
 def _remove(p: Path) -> None:
     if p.is_dir() and not p.is_symlink():
         shutil.rmtree(p)
     elif p.exists() or p.is_symlink():
         p.unlink()
+
+
+def _remove_with_scratch(tmp: Path) -> None:
+    """A temporary and the scratch files named after it (e.g. a chunk writer's ``.<tmp>.data``)."""
+    _remove(tmp)
+    for scratch in tmp.parent.glob(f".{glob.escape(tmp.name)}.*"):
+        _remove(scratch)
 
 
 def open_binary(path: str | os.PathLike[str]) -> IO[bytes]:
@@ -79,10 +148,21 @@ def open_binary(path: str | os.PathLike[str]) -> IO[bytes]:
     return open(path, "rb")
 
 
-def write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
-    with atomic_path(path) as tmp:
+def write_json(path: str | os.PathLike[str], obj: Any, outputs: Outputs | None = None) -> None:
+    """Write ``obj`` as indented JSON: atomically, or staged in ``outputs``."""
+    with staged_path(path, outputs) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+@contextlib.contextmanager
+def staged_path(path: str | os.PathLike[str], outputs: Outputs | None) -> Iterator[Path]:
+    """The temporary of ``path``: staged in ``outputs`` (renamed at its commit), or renamed when the block ends."""
+    if outputs is not None:
+        yield outputs.path(path)
+        return
+    with atomic_path(path) as tmp:
+        yield tmp
+
 
 
 def _json_default(o: Any) -> Any:

@@ -30,12 +30,16 @@ from tqdm.auto import tqdm
 
 from core import AdTable, FieldBlock, InputFormatError, LookalikeError, Pairs, UserMatrix, sorted_index
 from pipeline._fastparse import NameTable, filter_lines, mark_seen, remap_sort_rows, scan_chunk
-from pipeline._parse import parse_chunk
+from pipeline._parse import INT32_MAX, parse_chunk
 from pipeline.io import open_binary
 from pipeline.schema import AD_COLUMNS, FIELD_ORDER, MULTI_VALUED, SINGLE_VALUED
 
 __all__ = [
+    "ID_MAX",
+    "first_repeats",
     "iter_line_chunks",
+    "locate_csv_problem",
+    "pair_keys",
     "parse_users",
     "read_ads_csv",
     "read_int_csv",
@@ -307,8 +311,17 @@ def _check_unique_uids(uids: np.ndarray, path: str) -> None:
 # ---------------------------------------------------------------------------
 # CSV files: ads and pairs
 # ---------------------------------------------------------------------------
+#: The largest id of any file: every id (uid, aid, every ad column, every user-field value) is an
+#: integer from 0 to 2^31 - 1, as the user file's parser stores them (int32).
+ID_MAX = INT32_MAX
+
+
 def read_int_csv(path: str | os.PathLike[str], columns: tuple[str, ...]) -> pd.DataFrame:
-    """Read an all-integer CSV with an exact header; errors name file and line."""
+    """Read an all-integer CSV with an exact header (plain or gzip); errors name file and line.
+
+    Every column but ``label`` holds ids, which must be integers from 0 to
+    :data:`ID_MAX`. A blank line is an error (it would shift every later line).
+    """
     path_s = str(path)
     if os.path.getsize(path) == 0:
         raise InputFormatError(path_s, None, "empty file")
@@ -318,32 +331,68 @@ def read_int_csv(path: str | os.PathLike[str], columns: tuple[str, ...]) -> pd.D
         raise InputFormatError(
             path_s, 1, f"wrong header {header!r}; expected {','.join(columns)!r}"
         )
+    kinds = {c: "label" if c == "label" else "id" for c in columns}
     try:
-        df = pd.read_csv(path, dtype=np.int64, engine="c")
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise _locate_csv_problem(path_s, len(columns)) or InputFormatError(path_s, None, str(exc)) from None
+        with open_binary(path) as fh:
+            df = pd.read_csv(fh, dtype=np.int64, engine="c", skip_blank_lines=False)
+    except (ValueError, OverflowError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise locate_csv_problem(path_s, kinds) or InputFormatError(path_s, None, str(exc)) from None
     if df.empty:
         raise InputFormatError(path_s, None, "no data rows after the header")
+    for col, kind in kinds.items():
+        if kind == "id":
+            v = df[col].to_numpy()
+            bad = np.flatnonzero((v < 0) | (v > ID_MAX))
+            if len(bad):
+                raise InputFormatError(path_s, int(bad[0]) + 2, _id_problem(col, int(v[bad[0]])))
     return df
 
 
-def _locate_csv_problem(path: str, n_cols: int) -> InputFormatError | None:
-    """Slow scan that finds the first bad line once the fast reader has failed."""
+def _id_problem(column: str, value: int | str) -> str:
+    return f"{column} {value} is out of range: ids are integers from 0 to {ID_MAX}"
+
+
+def locate_csv_problem(path: str, kinds: dict[str, str]) -> InputFormatError | None:
+    """The first malformed line of a CSV (after its header), by a slow line-by-line scan.
+
+    ``kinds`` gives each column, in order, as ``"id"`` (an integer from 0 to
+    :data:`ID_MAX`), ``"label"`` (an integer) or ``"number"`` (a float). Used
+    once a fast reader has failed, to say where and why; ``None`` when every
+    line is fine.
+    """
+    columns = list(kinds)
     with open_binary(path) as fh:
         fh.readline()
         for line_no, raw in enumerate(fh, start=2):
             text = raw.decode("utf-8", "replace").strip()
             if not text:
-                continue
+                return InputFormatError(path, line_no, "blank line")
             cells = text.split(",")
-            if len(cells) != n_cols:
-                return InputFormatError(path, line_no, f"expected {n_cols} values, got {len(cells)}")
-            for cell in cells:
+            if len(cells) != len(columns):
+                return InputFormatError(path, line_no, f"expected {len(columns)} values, got {len(cells)}")
+            for col, cell in zip(columns, cells):
                 try:
-                    int(cell)
+                    value = float(cell) if kinds[col] == "number" else int(cell)
                 except ValueError:
-                    return InputFormatError(path, line_no, f"value {cell!r} is not an integer")
+                    what = "a number" if kinds[col] == "number" else "an integer"
+                    return InputFormatError(path, line_no, f"{col} {cell!r} is not {what}")
+                if kinds[col] == "id" and not 0 <= value <= ID_MAX:
+                    return InputFormatError(path, line_no, _id_problem(col, cell))
     return None
+
+
+def pair_keys(aid: np.ndarray, uid: np.ndarray) -> np.ndarray:
+    """One int64 per ``(aid, uid)`` pair (both are ids below 2^31, so the key is exact)."""
+    return (np.asarray(aid, dtype=np.int64) << 31) | np.asarray(uid, dtype=np.int64)
+
+
+def first_repeats(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows whose key appeared on an earlier row, and for each that earlier row (both in row order)."""
+    order = np.argsort(keys, kind="stable")
+    same = np.flatnonzero(keys[order][1:] == keys[order][:-1])
+    later, earlier = order[same + 1], order[same]
+    by_row = np.argsort(later, kind="stable")
+    return later[by_row], earlier[by_row]
 
 
 def read_ads_csv(path: str | os.PathLike[str]) -> AdTable:
@@ -381,6 +430,15 @@ def read_pairs_csv(
             i = int(np.flatnonzero(bad)[0])
             raise InputFormatError(path_s, i + 2, f"label {int(raw[i])} is not 1 or -1")
         label = (raw == 1).astype(np.int8)
+    repeats, first = first_repeats(pair_keys(aid, uid))
+    if len(repeats) and label is not None:
+        i, j = int(repeats[0]), int(first[0])
+        other = " with the other label" if label[i] != label[j] else ""
+        raise InputFormatError(path_s, i + 2, f"pair (aid {aid[i]}, uid {uid[i]}) already on line {j + 2}{other} "
+                               f"({len(repeats):,} repeated pairs in all): each training pair must appear once")
+    if len(repeats):
+        logger.warning("%s: %s repeated (aid, uid) pairs (first: line %d repeats line %d); every row is scored",
+                       path_s, f"{len(repeats):,}", int(repeats[0]) + 2, int(first[0]) + 2)
     aid_idx = ads.index_of(aid)
     if (aid_idx < 0).any():
         i = int(np.flatnonzero(aid_idx < 0)[0])

@@ -16,7 +16,7 @@ import pandas as pd
 from core import LookalikeError, Pairs, UserMatrix
 from ensemble import Blend, per_aid_auc
 from features import MissingRatePruner
-from pipeline.io import atomic_path, write_json
+from pipeline.io import Outputs, open_binary, staged_path, write_json
 
 __all__ = ["Truth", "read_truth", "write_cv_report", "write_features_report"]
 
@@ -40,7 +40,8 @@ def read_truth(path: str | os.PathLike[str] | None, test: Pairs) -> Truth | None
     if path is None or not Path(path).exists():
         return None
     try:
-        truth = pd.read_csv(path)
+        with open_binary(path) as fh:
+            truth = pd.read_csv(fh)
         aid, uid = truth["aid"].to_numpy(), truth["uid"].to_numpy()
         label, prob = truth["label"].to_numpy(), truth["prob"].to_numpy(dtype=np.float64)
     except (ValueError, KeyError, pd.errors.ParserError) as exc:
@@ -64,8 +65,9 @@ def write_cv_report(
     test_aid: np.ndarray,
     truth: Truth | None = None,
     submitted: np.ndarray | None = None,
+    outputs: Outputs | None = None,
 ) -> None:
-    """Write ``cv.md`` at ``path``, ``cv.json`` and ``per_aid_auc.png`` beside it.
+    """Write ``cv.md`` at ``path``, ``cv.json`` and ``per_aid_auc.png`` beside it (staged in ``outputs``).
 
     ``results`` are objects with ``name``, ``oof``, ``test``, ``seconds``,
     ``fold_auc``, ``estimators``, ``combiner`` and ``extra``. With the
@@ -102,8 +104,7 @@ def write_cv_report(
         "n_positive": int(y.sum()),
         "n_aids": int(len(np.unique(aid))),
     }
-    write_json(path.with_suffix(".json"), report)
-    _plot(path.with_name("per_aid_auc.png"), per_aid)
+    _plot(path.with_name("per_aid_auc.png"), per_aid, outputs)
 
     lines = [
         "# Cross-validation report",
@@ -137,7 +138,6 @@ def write_cv_report(
             report["submitted_test_mean_aid_auc"] = per_aid_auc(t_label, submitted, test_aid).mean
             line += f" Its test mean per-aid AUC (truth): {report['submitted_test_mean_aid_auc']:.4f}."
         lines += ["", line]
-        write_json(path.with_suffix(".json"), report)
     if oracle is not None:
         lines += [
             "",
@@ -147,7 +147,8 @@ def write_cv_report(
     lines += ["", "![per-aid AUC](per_aid_auc.png)", ""]
     if any(r.name.endswith(("_peraid", "_hybrid")) for r in results):
         lines += _per_aid_table(results, y, aid, per_aid)
-    with atomic_path(path) as tmp:
+    write_json(path.with_suffix(".json"), report, outputs)
+    with staged_path(path, outputs) as tmp:
         tmp.write_text("\n".join(lines))
     logger.info("report written to %s", path)
 
@@ -201,7 +202,7 @@ def _per_aid_table(
     return [*lines, ""]
 
 
-def _plot(path: Path, per_aid: dict[str, dict[int, float]]) -> None:
+def _plot(path: Path, per_aid: dict[str, dict[int, float]], outputs: Outputs | None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -214,7 +215,7 @@ def _plot(path: Path, per_aid: dict[str, dict[int, float]]) -> None:
     ax.set_xlabel("per-aid AUC (out of fold)")
     ax.set_title("Per-aid AUC by model")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
+    with staged_path(path, outputs) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
 
@@ -227,10 +228,11 @@ def write_features_report(
     sparse_shape: tuple[int, int],
     n_raw: int,
     dense_names: list[str],
+    outputs: Outputs | None = None,
 ) -> None:
     """``features.md``: every field's missing rate and kept columns, and the feature sets' sizes.
 
-    ``kept``: whether each user column survived the pruning.
+    ``kept``: whether each user column survived the pruning; ``outputs``: where the file is staged.
     """
     lines = [
         "# Features",
@@ -257,5 +259,5 @@ def write_features_report(
         + ".",
         "",
     ]
-    with atomic_path(path) as tmp:
+    with staged_path(path, outputs) as tmp:
         tmp.write_text("\n".join(lines))

@@ -14,7 +14,7 @@ from features import PairFeaturizer
 from pipeline.artifact import ArtifactKind, save_artifact
 from pipeline.config import FeatureSettings, as_dict, config_hash
 from pipeline.files import read_ads, read_folds, read_test_pairs, read_train_pairs, read_user_matrix
-from pipeline.io import CSRChunkWriter, PathLike, atomic_paths
+from pipeline.io import CSRChunkWriter, PathLike, stage_outputs
 from pipeline.report import write_features_report
 
 __all__ = ["FEATURE_FILES", "run_features"]
@@ -72,10 +72,12 @@ def run_features(interim: PathLike, folds_path: PathLike, out: PathLike, report:
         ctr_smoothing=settings.ctr_smoothing, chunk_rows=settings.chunk_rows,
         ctr_aggregations=settings.ctr_aggregations,
     ).fit(users, ads, train, test)
-    paths = [out / name for name in FEATURE_FILES]
-    with atomic_paths(paths[:5]) as tmp:
-        shape = _write_sets(feat, users, train, tmp[0], tmp[2], settings.chunk_rows, "train")
-        _write_sets(feat, users, test, tmp[1], tmp[3], settings.chunk_rows, "test")
+    paths = {name: out / name for name in FEATURE_FILES}
+    with stage_outputs() as outputs:  # every file is renamed into place only when all are written
+        shape = _write_sets(feat, users, train, outputs.path(paths["sparse_train.npz"]),
+                            outputs.path(paths["dense_train.npy"]), settings.chunk_rows, "train")
+        _write_sets(feat, users, test, outputs.path(paths["sparse_test.npz"]), outputs.path(paths["dense_test.npy"]),
+                    settings.chunk_rows, "test")
         columns = {
             "sparse": feat.sparse_names_,
             "sparse_raw": feat.n_raw_,
@@ -85,13 +87,14 @@ def run_features(interim: PathLike, folds_path: PathLike, out: PathLike, report:
             "missing_rate": dict(zip(feat.missing_.field_names_, feat.missing_.missing_rate_.round(6).tolist())),
             "dropped_fields": feat.missing_.dropped_fields_,
         }
-        tmp[4].write_text(json.dumps(columns, indent=1) + "\n")
-        save_artifact(feat, paths[5], ArtifactKind.FEATURIZER,
-                      {"stage": "features", "config": as_dict(settings), "config_hash": config_hash(settings)})
-    kept = np.zeros(users.n_cols, dtype=bool)
-    kept[feat.kept_cols_] = True
-    write_features_report(report, users, feat.missing_, kept, shape, feat.n_raw_,
-                          feat.dense_names_ + feat.ctr_spec_.names())
+        outputs.path(paths["columns.json"]).write_text(json.dumps(columns, indent=1) + "\n")
+        save_artifact(feat, paths["featurizer.joblib"], ArtifactKind.FEATURIZER,
+                      {"stage": "features", "config": as_dict(settings), "config_hash": config_hash(settings)},
+                      outputs)
+        kept = np.zeros(users.n_cols, dtype=bool)
+        kept[feat.kept_cols_] = True
+        write_features_report(report, users, feat.missing_, kept, shape, feat.n_raw_,
+                              feat.dense_names_ + feat.ctr_spec_.names(), outputs)
     logger.info(
         "sparse set: %s columns (%s raw); dense set: %d columns; dropped fields: %s",
         f"{len(feat.sparse_names_):,}", f"{feat.n_raw_:,}", len(feat.dense_names_),

@@ -133,6 +133,7 @@ def score_pairs(
     if missing not in MISSING_CHOICES:
         raise LookalikeError(f"--missing must be one of {MISSING_CHOICES}, got {missing!r}")
     scorer = load_artifact(model, ArtifactKind.SCORER, trust_versions=trust_versions, expected_type=Scorer)
+    Path(out).resolve().parent.mkdir(parents=True, exist_ok=True)  # as every stage makes its output folder
     df = _read_pairs(pairs)
     aid, uid = df["aid"].to_numpy(), df["uid"].to_numpy()
     aid_idx = scorer.aid_index(aid)

@@ -10,8 +10,8 @@ import pandas as pd
 
 from core import InputFormatError, LookalikeError
 from pipeline.files import read_predictions
-from pipeline.io import atomic_path
-from pipeline.readers import read_int_csv
+from pipeline.io import atomic_path, open_binary
+from pipeline.readers import locate_csv_problem, read_int_csv
 from pipeline.schema import SUBMISSION_COLUMNS, TEST_COLUMNS
 
 __all__ = ["check_submission", "write_submission"]
@@ -61,14 +61,16 @@ def check_submission(sub: str | os.PathLike[str], test: str | os.PathLike[str], 
     the same order, and that every score is a number in [0, 1]. Each problem
     names the submission's line (the header is line 1).
     """
-    with open(sub, encoding="utf-8", errors="replace") as fh:
-        header = fh.readline().strip().lstrip("\ufeff")
+    with open_binary(sub) as fh:
+        header = fh.readline().decode("utf-8", "replace").strip().lstrip("\ufeff")
     if header.split(",") != list(SUBMISSION_COLUMNS):
         return [f"wrong header {header!r}; expected {','.join(SUBMISSION_COLUMNS)!r}"]
     try:
-        df = pd.read_csv(sub, dtype={"aid": "Int64", "uid": "Int64", "score": "float64"})
-    except (ValueError, pd.errors.ParserError) as exc:
-        return [f"unreadable: {exc}"]
+        with open_binary(sub) as fh:
+            df = pd.read_csv(fh, dtype={"aid": "Int64", "uid": "Int64", "score": "float64"}, skip_blank_lines=False)
+    except (ValueError, OverflowError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        where = locate_csv_problem(str(sub), {"aid": "id", "uid": "id", "score": "number"})
+        return [f"line {where.line}: {where.message}" if where is not None else f"unreadable: {exc}"]
     test_df = read_int_csv(test, TEST_COLUMNS)
     problems: list[str] = []
     if len(df) != len(test_df):
@@ -84,11 +86,13 @@ def check_submission(sub: str | os.PathLike[str], test: str | os.PathLike[str], 
             f"({len(diff):,} rows differ; rows must be the test rows in the test file's order)"
         )
     score = df["score"].to_numpy()
-    for mask, what in ((np.isnan(score), "missing or NaN score"), (~np.isnan(score) & ((score < 0) | (score > 1)), "score outside [0, 1]")):
+    outside = ~np.isnan(score) & ((score < 0) | (score > 1))
+    for mask, what in ((np.isnan(score), "missing or NaN score"), (outside, "score outside [0, 1]")):
         bad = np.flatnonzero(mask)
         if len(bad):
             lines = ", ".join(str(int(i) + 2) for i in bad[:limit])
-            problems.append(f"{what} on line(s) {lines}" + (f" and {len(bad) - limit:,} more" if len(bad) > limit else ""))
+            more = f" and {len(bad) - limit:,} more" if len(bad) > limit else ""
+            problems.append(f"{what} on line(s) {lines}{more}")
     return problems
 
 

@@ -26,11 +26,11 @@ from tqdm.auto import tqdm
 from core import LookalikeError, Pairs
 from ensemble import COMBINERS, PerAidLGBM, fold_scores, make_combiner, nested_oof, per_aid_auc
 from features import PairFeaturizer
-from pipeline.artifact import ArtifactKind, load_artifact, save_artifact
+from pipeline.artifact import ArtifactKind, check_artifact, load_artifact, save_artifact
 from pipeline.config import TrainSettings, as_dict, config_hash
 from pipeline.design import Fold, FoldDesign, Refit, Task, TrainInputs, read_layout
 from pipeline.files import read_folds, read_test_pairs, read_train_pairs, write_predictions
-from pipeline.io import PathLike, atomic_path
+from pipeline.io import Outputs, PathLike, stage_outputs
 from pipeline.models import parse_model
 from pipeline.report import Truth, read_truth, write_cv_report
 from pipeline.scorer import ScoredModel, Scorer
@@ -83,11 +83,14 @@ def read_inputs(inputs: TrainInputs, truth: PathLike | None) -> TrainData:
     """Step 1: read and check every input before anything is trained.
 
     The pairs, the fold file (its length), the feature description (its
-    layout) and the synthetic truth, when there is one, against the test rows.
+    layout), the fitted featurizer (its manifest, kind and checksum: the
+    scorer needs it at the end) and the synthetic truth, when there is one,
+    against the test rows.
     """
     train, test = read_train_pairs(inputs.pairs), read_test_pairs(inputs.pairs)
     folds = read_folds(inputs.folds, len(train))
     read_layout(inputs.columns)
+    check_artifact(inputs.featurizer, ArtifactKind.FEATURIZER)
     return TrainData(
         y=train.label.astype(np.int8), aid=train.aid, aid_of=dict(zip(train.aid_idx.tolist(), train.aid.tolist())),
         folds=folds, test=test, truth=read_truth(truth, test),
@@ -176,19 +179,17 @@ def choose_final(results: list[CVResult], wanted: str, y: np.ndarray, aid: np.nd
     raise LookalikeError(f"[train] final = {wanted!r} is none of: auto, {', '.join(r.name for r in results)}")
 
 
-def _save_array(path: Path, arr: np.ndarray) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+def _save_array(path: Path, arr: np.ndarray, outputs: Outputs) -> None:
+    with open(outputs.path(path), "wb") as fh:
         np.save(fh, arr)
 
 
 def save_cv_outputs(build: Path, results: list[CVResult], data: TrainData, settings: TrainSettings,
-                    features: Path) -> None:
+                    features: Path, outputs: Outputs) -> None:
     """Step 5: ``oof/`` and ``pred/`` arrays of every result, ``models/<model>.joblib`` of every model."""
-    for sub in ("oof", "pred", "models"):
-        (build / sub).mkdir(parents=True, exist_ok=True)
     for r in results:
-        _save_array(build / "oof" / f"{r.name}.npy", r.oof)
-        _save_array(build / "pred" / f"{r.name}.npy", r.test)
+        _save_array(build / "oof" / f"{r.name}.npy", r.oof, outputs)
+        _save_array(build / "pred" / f"{r.name}.npy", r.test, outputs)
         if r.estimators:
             save_artifact(r.estimators, build / "models" / f"{r.name}.joblib", ArtifactKind.FOLD_MODELS, {
                 "model": r.name,
@@ -199,31 +200,31 @@ def save_cv_outputs(build: Path, results: list[CVResult], data: TrainData, setti
                 "oof_mean_aid_auc": data.score(r.oof),
                 "fold_mean_aid_auc": r.fold_auc,
                 "features": str(features),
-            })
+            }, outputs)
 
 
 def refit(design: FoldDesign, job: TrainJob, final: CVResult, models: list[CVResult], data: TrainData,
-          build: Path) -> tuple[np.ndarray, dict[str, ScoredModel]]:
+          build: Path, outputs: Outputs) -> tuple[np.ndarray, dict[str, ScoredModel]]:
     """Step 6: the submitted model (or every model of the submitted combination) refitted on all rows.
 
     Returns the submitted test predictions and the refitted models; each
     refit's test predictions are saved as ``pred/<model>.refit.npy``.
     """
     needed = [final] if final.estimators else models
-    outputs = {o.name: o for o in _run(design, job, [(r.name, Refit()) for r in needed], "refit")}
-    for name, out in outputs.items():
-        _save_array(build / "pred" / f"{name}.refit.npy", out.test)
+    refits = {o.name: o for o in _run(design, job, [(r.name, Refit()) for r in needed], "refit")}
+    for name, out in refits.items():
+        _save_array(build / "pred" / f"{name}.refit.npy", out.test, outputs)
     if final.estimators:
-        submitted = outputs[final.name].test
+        submitted = refits[final.name].test
     else:
-        submitted = final.combiner.predict(np.column_stack([outputs[r.name].test for r in needed]), data.test.aid)
-    final.extra["refit_seconds"] = round(sum(o.seconds for o in outputs.values()), 1)
-    scored = {n: ScoredModel(parse_model(n).feature_set, [out.task], [out.estimator]) for n, out in outputs.items()}
+        submitted = final.combiner.predict(np.column_stack([refits[r.name].test for r in needed]), data.test.aid)
+    final.extra["refit_seconds"] = round(sum(o.seconds for o in refits.values()), 1)
+    scored = {n: ScoredModel(parse_model(n).feature_set, [out.task], [out.estimator]) for n, out in refits.items()}
     return submitted, scored
 
 
 def save_scorer(path: Path, scorer: Scorer, final: CVResult, data: TrainData, settings: TrainSettings,
-                features: Path) -> None:
+                features: Path, outputs: Outputs) -> None:
     """Step 8: the whole scoring pipeline, for ``lookalike score``."""
     save_artifact(scorer, path, ArtifactKind.SCORER, {
         "final": final.name,
@@ -236,7 +237,7 @@ def save_scorer(path: Path, scorer: Scorer, final: CVResult, data: TrainData, se
         "dense_columns": len(scorer.featurizer.dense_names_),
         "user_vocabulary": {f.name: f.size for f in scorer.featurizer.fields_},
         "features": str(features),
-    })
+    }, outputs)
 
 
 def run_train(features: PathLike, interim: PathLike, folds_path: PathLike, build: PathLike, report: PathLike,
@@ -260,18 +261,19 @@ def run_train(features: PathLike, interim: PathLike, folds_path: PathLike, build
     results = cross_validate(design, job, data)  # 3
     design.release()  # the last fold's matrix: not needed to combine
     combos = combine(results, data, settings.seed) if len(results) > 1 else []  # 4
-    save_cv_outputs(build, results + combos, data, settings, features)  # 5
-    final = choose_final(results + combos, settings.final, data.y, data.aid)
-    if settings.refit:  # 6
-        submitted, models = refit(design, job, final, results, data, build)
-        design.release()
-    else:
-        submitted = final.test
-        models = {r.name: ScoredModel(parse_model(r.name).feature_set, r.tasks, r.estimators) for r in results}
-    write_predictions(build / "pred" / "final.npz", data.test, np.clip(submitted, 0.0, 1.0))  # 7
-    logger.info("submitting %s%s", final.name, " (refitted on all rows)" if settings.refit else "")
-    featurizer = load_artifact(features / "featurizer.joblib", ArtifactKind.FEATURIZER, expected_type=PairFeaturizer)
-    scorer = Scorer(featurizer, design.encoder, models, final.name, final.combiner)
-    save_scorer(build / "models" / "scorer.joblib", scorer, final, data, settings, features)  # 8
-    write_cv_report(report, results + combos, final.name, data.y, data.aid, data.test.aid, data.truth,  # 9
-                    submitted=submitted if settings.refit else None)
+    with stage_outputs() as outputs:  # every file below is renamed into place only when all are written
+        save_cv_outputs(build, results + combos, data, settings, features, outputs)  # 5
+        final = choose_final(results + combos, settings.final, data.y, data.aid)
+        if settings.refit:  # 6
+            submitted, models = refit(design, job, final, results, data, build, outputs)
+            design.release()
+        else:
+            submitted = final.test
+            models = {r.name: ScoredModel(parse_model(r.name).feature_set, r.tasks, r.estimators) for r in results}
+        write_predictions(build / "pred" / "final.npz", data.test, np.clip(submitted, 0.0, 1.0), outputs)  # 7
+        logger.info("submitting %s%s", final.name, " (refitted on all rows)" if settings.refit else "")
+        featurizer = load_artifact(inputs.featurizer, ArtifactKind.FEATURIZER, expected_type=PairFeaturizer)
+        scorer = Scorer(featurizer, design.encoder, models, final.name, final.combiner)
+        save_scorer(build / "models" / "scorer.joblib", scorer, final, data, settings, features, outputs)  # 8
+        write_cv_report(report, results + combos, final.name, data.y, data.aid, data.test.aid, data.truth,  # 9
+                        submitted=submitted if settings.refit else None, outputs=outputs)

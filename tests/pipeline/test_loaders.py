@@ -300,3 +300,109 @@ def test_keep_uids_parses_only_those_users_and_still_reports_bad_lines(tmp_path,
         bad = write_users(tmp_path / "bad.data", USER_LINES[:2] + [bad_line] + USER_LINES[2:])
         with pytest.raises(InputFormatError, match=r"bad.data:3"):
             parse_users(bad, chunk_lines=chunk, keep_uids=np.array([11, 12]))
+
+
+# ---------------------------------------------------------------------------
+# reliability: truncated lines, gzip everywhere, one id rule, repeated pairs
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("final_newline", [False, True])
+def test_every_truncation_of_a_line_parses_or_is_a_clear_error(tmp_path: Path, gz: bool, final_newline: bool) -> None:
+    """The file cut at any byte of its last line: a user, or one error naming that line (never a traceback)."""
+    last = "uid 999999|age 1|interest1 93 70|ct 3"
+    for cut in range(1, len(last) + 1):
+        text = USER_LINES[0] + "\n" + last[:cut] + ("\n" if final_newline else "")
+        path = tmp_path / ("u.data.gz" if gz else "u.data")
+        path.write_bytes(gzip.compress(text.encode()) if gz else text.encode())
+        try:
+            parse_users(path, chunk_lines=1 + cut % 2)  # one chunk and two
+        except InputFormatError as err:
+            assert err.line == 2 and str(path) in str(err), (last[:cut], str(err))
+
+
+def _gzip(path: Path) -> None:
+    """Replace a file by its gzip, under the same name (detected by magic bytes, not by name)."""
+    path.write_bytes(gzip.compress(path.read_bytes()))
+
+
+def test_gzipped_csvs_load_like_plain_ones(tmp_path: Path, tiny_raw: Path) -> None:
+    plain, packed = tmp_path / "plain", _copy_raw(tiny_raw, tmp_path / "raw")
+    for name in ("userFeature.data", "adFeature.csv", "train.csv", "test1.csv"):
+        _gzip(packed / name)
+    _load(tiny_raw, plain)
+    _load(packed, tmp_path / "packed")
+    with np.load(plain / "pairs.npz") as a, np.load(tmp_path / "packed" / "pairs.npz") as b:
+        assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files)
+    assert (plain / "ads.csv").read_bytes() == (tmp_path / "packed" / "ads.csv").read_bytes()
+
+
+def test_a_gzipped_csv_with_a_bad_line_names_it(tmp_path: Path, tiny_raw: Path) -> None:
+    raw = _copy_raw(tiny_raw, tmp_path / "raw")
+    _edit_line(raw / "train.csv", 4, "1,abc,1")
+    _gzip(raw / "train.csv")
+    with pytest.raises(InputFormatError, match=r"train.csv:4: uid 'abc' is not an integer"):
+        _load(raw, tmp_path / "interim")
+
+
+ID_CASES = {
+    "negative aid": ("train.csv", 3, lambda l: "-5," + l.split(",", 1)[1], "aid -5 is out of range"),
+    "aid 2^32": ("test1.csv", 4, lambda l: "4294967296," + l.split(",", 1)[1], "aid 4294967296 is out of range"),
+    "uid 2^63": ("train.csv", 5, lambda l: l.split(",")[0] + ",9223372036854775808,1", "uid 9223372036854775808 is out"),
+    "advertiser 2^63": ("adFeature.csv", 2, lambda l: l.split(",")[0] + ",9223372036854775808," + l.split(",", 2)[2],
+                        "advertiserId 9223372036854775808 is out of range"),
+    "negative advertiser": ("adFeature.csv", 3, lambda l: l.split(",")[0] + ",-1," + l.split(",", 2)[2],
+                            "advertiserId -1 is out of range"),
+    "uid 2^31 in train": ("train.csv", 2, lambda l: l.split(",")[0] + ",2147483648,1", "uid 2147483648 is out of range"),
+    "blank line": ("test1.csv", 6, lambda l: "", "blank line"),
+}
+
+
+@pytest.mark.parametrize("case", list(ID_CASES))
+def test_one_id_rule_for_every_column_of_every_file(tmp_path: Path, tiny_raw: Path, case: str) -> None:
+    """Every id is an integer from 0 to 2^31 - 1, as in the user file; otherwise file and line."""
+    raw = _copy_raw(tiny_raw, tmp_path / "raw")
+    name, line_no, edit, message = ID_CASES[case]
+    lines = (raw / name).read_text().splitlines()
+    _edit_line(raw / name, line_no, edit(lines[line_no - 1]))
+    with pytest.raises(InputFormatError) as err:
+        _load(raw, tmp_path / "interim")
+    assert (err.value.path, err.value.line) == (str(raw / name), line_no), str(err.value)
+    assert message in str(err.value) and "ids are integers from 0 to 2147483647" in str(err.value) or \
+        message == "blank line" and "blank line" in str(err.value)
+    # the user file has the same bound
+    path = write_users(tmp_path / "u.data", ["uid 1|age 2", "uid 2147483648|age 3"])
+    with pytest.raises(InputFormatError, match=r"u.data:2: value 2147483648 is out of range: ids are integers"):
+        parse_users(path)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_a_repeated_training_pair_is_an_error_naming_both_lines(tmp_path: Path, tiny_raw: Path, flip: bool) -> None:
+    raw = _copy_raw(tiny_raw, tmp_path / "raw")
+    lines = (raw / "train.csv").read_text().splitlines()
+    aid, uid, label = lines[3].split(",")
+    lines.insert(8, f"{aid},{uid},{-int(label) if flip else label}")  # becomes line 9, repeating line 4
+    (raw / "train.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputFormatError) as err:
+        _load(raw, tmp_path / "interim")
+    assert err.value.line == 9 and f"pair (aid {aid}, uid {uid}) already on line 4" in str(err.value)
+    assert ("with the other label" in str(err.value)) == flip
+    assert not (tmp_path / "interim" / "pairs.npz").exists()
+
+
+def test_repeated_test_pairs_and_test_pairs_in_train_are_scored_and_logged(
+    tmp_path: Path, tiny_raw: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    raw = _copy_raw(tiny_raw, tmp_path / "raw")
+    test = (raw / "test1.csv").read_text().splitlines()
+    train = (raw / "train.csv").read_text().splitlines()
+    test.insert(5, test[2])  # line 6 repeats line 3
+    test.append(",".join(train[7].split(",")[:2]))  # a training pair in the test file
+    (raw / "test1.csv").write_text("\n".join(test) + "\n")
+    with caplog.at_level(logging.WARNING):
+        _load(raw, tmp_path / "interim")
+    messages = " | ".join(r.getMessage() for r in caplog.records)
+    assert "1 repeated (aid, uid) pairs (first: line 6 repeats line 3); every row is scored" in messages
+    assert f"test pairs are also training pairs (first: line {len(test)})" in messages
+    from pipeline.files import read_test_pairs
+
+    assert len(read_test_pairs(tmp_path / "interim" / "pairs.npz")) == len(test) - 1  # every row kept

@@ -179,3 +179,16 @@ def test_a_wrong_artifact_is_one_line_naming_the_file_and_both_kinds(trained: Pa
     if wrong.endswith(".joblib"):  # it says what the file is instead
         assert ("featurizer" if "featurizer" in wrong else "fold models") in line
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_out_into_a_missing_folder_creates_it(trained: Path, tmp_path: Path) -> None:
+    out = tmp_path / "new" / "deeper" / "scores.csv"
+    res = score_pairs(trained / "build/models/scorer.joblib", trained / "raw/test1.csv",
+                      trained / "raw/userFeature.data", out)
+    assert res["scored"] > 0 and out.read_bytes() == (trained / "sub/submission.csv").read_bytes()
+
+
+def test_help_names_the_side_file_as_it_is_written(tmp_path: Path) -> None:
+    out = subprocess.run([str(LOOKALIKE), "score", "--help"], capture_output=True, text=True).stdout
+    assert "scores.csv -> scores.skipped.csv" in " ".join(out.split())
+    assert skipped_path(tmp_path / "scores.csv").name == "scores.skipped.csv"

@@ -98,3 +98,27 @@ def test_submit_refuses_predictions_of_other_pairs(files, tmp_path: Path, order:
     with pytest.raises(error, match=message):
         write_submission(pred, test, sub)
     assert not sub.exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "expect"),
+    [
+        ("aid,uid,score\naid,uid,score\n5,11,0.1\n", "line 2: aid 'aid' is not an integer"),
+        ("aid,uid,score\n5,11,0.1\n5,12,0.9\naid,uid,score\n", "line 4: aid 'aid' is not an integer"),
+        ("aid,uid,score\n5,11,0.1\n5,12,abc\n", "line 3: score 'abc' is not a number"),
+        ("aid,uid,score\n5,11,0.1\n5,12,0.9,7\n", "line 3: expected 3 values, got 4"),
+    ],
+)
+def test_malformed_lines_are_named(files, text: str, expect: str) -> None:  # noqa: ANN001
+    test, sub, _ = files
+    sub.write_text(text)
+    assert check_submission(sub, test) == [expect]
+
+
+def test_a_gzipped_submission_is_read_by_its_magic_bytes(files) -> None:  # noqa: ANN001
+    import gzip
+
+    test, sub, df = files
+    _write(df, sub)
+    sub.write_bytes(gzip.compress(sub.read_bytes()))
+    assert check_submission(sub, test) == []

@@ -192,3 +192,13 @@ def test_help_names_the_side_file_as_it_is_written(tmp_path: Path) -> None:
     out = subprocess.run([str(LOOKALIKE), "score", "--help"], capture_output=True, text=True).stdout
     assert "scores.csv -> scores.skipped.csv" in " ".join(out.split())
     assert skipped_path(tmp_path / "scores.csv").name == "scores.skipped.csv"
+
+
+def test_gzipped_pairs_and_users_score_like_plain_ones(trained: Path, tmp_path: Path) -> None:
+    import gzip
+
+    for name in ("test1.csv", "userFeature.data"):  # gzip under the plain names: found by magic bytes
+        (tmp_path / name).write_bytes(gzip.compress((trained / "raw" / name).read_bytes()))
+    score_pairs(trained / "build/models/scorer.joblib", tmp_path / "test1.csv", tmp_path / "userFeature.data",
+                tmp_path / "scores.csv")
+    assert (tmp_path / "scores.csv").read_bytes() == (trained / "sub/submission.csv").read_bytes()

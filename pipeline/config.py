@@ -169,13 +169,14 @@ class TrainSettings:
             if lgbm_param_name(key) is None:
                 raise SettingError(f"lgbm.{key}", "is not a LightGBM parameter")
             if owned_param(key):
-                raise SettingError(f"lgbm.{key}", f"is set by the pipeline itself; use [train] {owned_param(key)}"
-                                   if owned_param(key) in _OWN_SETTINGS else f"is set by the pipeline itself "
-                                   f"({owned_param(key)})")
+                setting = _SETTING_OF.get(owned_param(key))
+                raise SettingError(f"lgbm.{key}", f"is set by the pipeline itself; use [train] {setting}" if setting
+                                   else f"is set by the pipeline itself ({owned_param(key)})")
 
 
-#: the [train] settings that set a LightGBM parameter the pipeline owns
-_OWN_SETTINGS = ("n_jobs", "device", "n_estimators", "early_stopping_rounds", "random_state")
+#: the estimator argument that sets a LightGBM parameter the pipeline owns -> the [train] setting behind it
+_SETTING_OF = {"n_jobs": "n_jobs", "device": "device", "n_estimators": "n_estimators",
+               "early_stopping_rounds": "early_stopping_rounds", "random_state": "seed"}
 
 
 def _check_scheduler(scheduler: str) -> None:

@@ -163,7 +163,6 @@ class FoldDesign:
     """
 
     def __init__(self, inputs: TrainInputs, feature_sets: set[FeatureSet], chunk_rows: int = 500_000) -> None:
-        self.inputs = inputs
         self.chunk_rows = chunk_rows
         self.feature_sets = frozenset(feature_sets)
         train, test = read_train_pairs(inputs.pairs), read_test_pairs(inputs.pairs)

@@ -14,7 +14,7 @@ matrix (:class:`core.UserMatrix`) with a column block per field:
 * a field the format does not know is kept as a new block, after the known
   ones (logged once).
 
-The load stage saves what these return (:mod:`pipeline.interim`).
+The load stage saves what these return (:mod:`pipeline.files`).
 """
 
 from __future__ import annotations

@@ -53,6 +53,7 @@ def _write(tmp_path: Path, text: str) -> Path:
         ("[train.lgbm]\nnum_leafs = 7\n", "[train] lgbm.num_leafs: is not a LightGBM parameter"),
         ("[train.lgbm]\nnum_threads = 7\n", "[train] lgbm.num_threads: is set by the pipeline itself; use [train] n_jobs"),
         ("[train.lgbm]\nobjective = 'huber'\n", "[train] lgbm.objective: is set by the pipeline itself"),
+        ("[train.lgbm]\nrandom_state = 3\n", "[train] lgbm.random_state: is set by the pipeline itself; use [train] seed"),
         ("[features]\nctr_aggregations = ['mean', 'median']\n", "[features] ctr_aggregations: ['mean', 'median']"),
         ("[features]\nmissing_threshold = 1.5\n", "[features] missing_threshold: must be in [0, 1]"),
         ("[folds]\nn_folds = 1\n", "[folds] n_folds: must be at least 2, got 1"),

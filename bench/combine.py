@@ -54,7 +54,8 @@ def main() -> None:
         oof = np.load(args.build / "oof" / f"{name}.npy")
         estimators = load_artifact(args.build / "models" / f"{name}.joblib", ArtifactKind.FOLD_MODELS,
                                    trust_versions=args.trust)
-        r = CVResult(name, oof, np.load(args.build / "pred" / f"{name}.npy"), 0.0,
+        pred = next((f for f in (args.build / "pred" / f"{name}{t}.npy" for t in ("", ".refit")) if f.exists()), None)
+        r = CVResult(name, oof, None if pred is None else np.load(pred), 0.0,
                      fold_scores(oof, data.y, data.aid, data.folds), list(estimators))
         fell_back = set().union(*(fallback_aids(e, data) for e in estimators if isinstance(e, PerAidLGBM)))
         if fell_back:

@@ -28,6 +28,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ensemble._device import resolve_device
+from ensemble._forest import Forest
 from ensemble.metrics import per_aid_auc
 
 __all__ = [
@@ -157,6 +158,11 @@ class BaseLGBMBagging(ClassifierMixin, BaseEstimator):
     n_features_in_ : int
     device_ : str
         The device the bags were trained on.
+    forests_ : list of Forest
+        The bags' trees (up to their best iteration) as flat arrays: dense
+        input is predicted by this compiled evaluator, which gives
+        LightGBM's scores (tested to 1e-12) about twice as fast; sparse
+        input goes to LightGBM's own predictor (README, "Train stage profile").
     """
 
     def __init__(
@@ -214,6 +220,7 @@ class BaseLGBMBagging(ClassifierMixin, BaseEstimator):
             self._fit_bags(X, y01, np.random.default_rng(self.random_state))
         finally:
             del self._init
+        self.forests_ = [Forest.from_booster(b, b.best_iteration or None) for b in self.estimators_]
         return self
 
     def predict_proba(self, X: _Matrix, init_score: np.ndarray | None = None) -> np.ndarray:
@@ -230,13 +237,11 @@ class BaseLGBMBagging(ClassifierMixin, BaseEstimator):
         if (init_score is not None) != getattr(self, "boosts_from_init_", False):
             raise ValueError("pass init_score to predict_proba exactly when fit had one")
         p = np.zeros(X.shape[0])
-        for booster, beta in zip(self.estimators_, self._betas()):
+        for bag, beta in enumerate(self._betas()):
             if init_score is not None:  # the bag's margin plus the init is the log-odds at full balance
-                margin = booster.predict(X, num_iteration=booster.best_iteration or None, raw_score=True)
-                p += expit(margin + np.asarray(init_score, dtype=np.float64))
+                p += expit(self._bag_predict(bag, X, raw_score=True) + np.asarray(init_score, dtype=np.float64))
                 continue
-            raw = booster.predict(X, num_iteration=booster.best_iteration or None)
-            p += _undo_undersampling(raw, beta)
+            p += _undo_undersampling(self._bag_predict(bag, X), beta)
         p /= len(self.estimators_)
         return np.column_stack([1.0 - p, p])
 
@@ -244,6 +249,15 @@ class BaseLGBMBagging(ClassifierMixin, BaseEstimator):
         """Class with the higher averaged probability."""
         check_is_fitted(self, "estimators_")
         return self.classes_[(self.predict_proba(X)[:, 1] > self._threshold()).astype(int)]
+
+    def _bag_predict(self, bag: int, X: _Matrix, raw_score: bool = False) -> np.ndarray:
+        """Bag ``bag``'s probabilities (or margins) up to its best iteration: the compiled forest for
+        dense input (models saved before it existed have none), else LightGBM's predictor."""
+        forests = getattr(self, "forests_", None)
+        if forests is not None and not sp.issparse(X):
+            return forests[bag].predict(X, raw_score=raw_score)
+        booster = self.estimators_[bag]
+        return booster.predict(X, num_iteration=booster.best_iteration or None, raw_score=raw_score)
 
     def _threshold(self) -> float:
         """Score above which :meth:`predict` says ``classes_[1]``."""
@@ -494,8 +508,8 @@ class BalanceCascadeLGBM(BaseLGBMBagging):
         score = np.zeros(X.shape[0])
         running = np.zeros(X.shape[0])
         alive = np.ones(X.shape[0], dtype=bool)
-        for t, booster in enumerate(self.estimators_):
-            running += booster.predict(X, num_iteration=booster.best_iteration or None)
+        for t in range(n_stages):
+            running += self._bag_predict(t, X)
             e = running / (t + 1)
             if t < n_stages - 1:
                 rejected = alive & (e < self.thresholds_[t])

@@ -39,7 +39,8 @@ class Outputs:
     """The outputs of one stage: written under temporary names, renamed into place together.
 
     :meth:`path` gives the temporary to write for a target (beside it, so the
-    rename stays on one file system). Nothing replaces a target until
+    rename stays on one file system); :meth:`remove` names an earlier output
+    that this run no longer writes. Nothing replaces or removes a target until
     :meth:`commit`; :meth:`discard` removes every temporary and every scratch
     file named after one (``.<target>.tmp*``). Use it through
     :func:`stage_outputs`, which commits when its block ends and discards when
@@ -50,6 +51,11 @@ class Outputs:
 
     def __init__(self) -> None:
         self._staged: dict[Path, Path] = {}
+        self._stale: list[Path] = []
+
+    def remove(self, target: str | os.PathLike[str]) -> None:
+        """Remove ``target`` (if it exists) on :meth:`commit`: a file of an earlier run that would mislead."""
+        self._stale.append(Path(target))
 
     def path(self, target: str | os.PathLike[str]) -> Path:
         """The temporary to write for ``target`` (a file or a folder; created by the caller)."""
@@ -70,7 +76,11 @@ class Outputs:
             if tmp.is_dir():
                 _remove(target)
             os.replace(tmp, target)
+        for target in self._stale:
+            if target not in self._staged:
+                _remove(target)
         self._staged.clear()
+        self._stale.clear()
 
     def discard(self) -> None:
         """Remove every temporary and its scratch files; the targets stay as they were.
@@ -83,6 +93,7 @@ class Outputs:
             for tmp in self._staged.values():
                 _remove_with_scratch(tmp)
             self._staged.clear()
+            self._stale.clear()
 
 
 @contextlib.contextmanager

@@ -71,9 +71,10 @@ def write_cv_report(
 
     ``results`` are objects with ``name``, ``oof``, ``test``, ``seconds``,
     ``fold_auc``, ``estimators``, ``combiner`` and ``extra``. With the
-    synthetic truth, the test-set AUC of each model and of the true
-    probabilities (the oracle) are reported too. ``submitted``: the test
-    predictions of the final model refitted on all training rows.
+    synthetic truth, the test-set AUC of each model that has test
+    predictions (``test`` not ``None``) and of the true probabilities (the
+    oracle) are reported too. ``submitted``: the test predictions of the
+    final model refitted on all training rows.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,10 +91,12 @@ def write_cv_report(
             "aids_skipped": len(cv.skipped),
             "train_seconds": round(r.seconds, 1),
         }
-        if truth is not None:
+        if truth is not None and r.test is not None:
             te = per_aid_auc(t_label, r.test, test_aid)
             row["test_mean_aid_auc"] = te.mean
             row["gap_to_oracle"] = oracle.mean - te.mean
+        elif truth is not None:
+            row["test_mean_aid_auc"] = row["gap_to_oracle"] = None
         rows.append(row)
         per_aid[r.name] = cv.per_aid
     report = {
@@ -128,12 +131,15 @@ def write_cv_report(
             f"{folds} | {row['aids_skipped']} | {row['train_seconds']:.1f} |"
         )
         if truth is not None:
-            line += f" {row['test_mean_aid_auc']:.4f} | {row['gap_to_oracle']:.4f} |"
+            te, gap = row["test_mean_aid_auc"], row["gap_to_oracle"]
+            line += " - | - |" if te is None else f" {te:.4f} | {gap:.4f} |"
         lines.append(line)
     if submitted is not None:
         report["submitted_refit"] = True
         line = (f"The submission is `{final_name}` refitted on all training rows (`[train] refit`); "
-                "its out-of-fold score is that of the fold models above.")
+                "its out-of-fold score is that of the fold models above"
+                + (", its test AUC that of the refitted model(s); models not refitted predict no test rows."
+                   if truth is not None else "."))
         if truth is not None:
             report["submitted_test_mean_aid_auc"] = per_aid_auc(t_label, submitted, test_aid).mean
             line += f" Its test mean per-aid AUC (truth): {report['submitted_test_mean_aid_auc']:.4f}."

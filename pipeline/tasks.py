@@ -18,10 +18,10 @@ from sklearn.base import BaseEstimator
 
 from features import FeatureSet
 from pipeline.config import TrainSettings
-from pipeline.design import FoldDesign, Part, Task, TrainInputs
+from pipeline.design import FoldDesign, Part, Refit, Task, TrainInputs
 from pipeline.models import build_model, parse_model
 
-__all__ = ["TaskOutput", "TrainJob", "peak_rss_mb", "run_task"]
+__all__ = ["TaskOutput", "TrainJob", "peak_rss_mb", "predicts_test", "run_task"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class TaskOutput:
     name: str
     task: Task
     oof: np.ndarray  #: predictions of the held-out fold (empty for the refit)
-    test: np.ndarray  #: predictions of the test rows
+    test: np.ndarray | None  #: predictions of the test rows (``None``: not asked for, see :func:`predicts_test`)
     estimator: BaseEstimator
     seconds: float
     peak_rss_mb: float = 0.0  #: of the process that ran the task (a Dask worker's own peak)
@@ -72,11 +72,23 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def predicts_test(settings: TrainSettings, task: Task) -> bool:
+    """Whether ``task``'s model predicts the test rows.
+
+    The refit always does. A fold model does only without ``[train] refit``,
+    when the fold models' average is what is submitted and scored; with the
+    refit its test predictions would be used by nothing (at full scale they
+    were 23% of a fold's time: README, "Train stage profile").
+    """
+    return isinstance(task, Refit) or not settings.refit
+
+
 def run_task(design: FoldDesign, settings: TrainSettings, name: str, task: Task) -> TaskOutput:
     """Train model ``name`` for ``task`` on ``design``; predict the task's held-out rows and the test rows.
 
     For the refit, the training rows' CTR statistics still leave out each
-    row's own fold; the test rows get those of all rows.
+    row's own fold; the test rows get those of all rows. The test rows are
+    predicted only where :func:`predicts_test` says so.
     """
     spec = parse_model(name)
     X, y = design.matrix(spec.feature_set, task), design.labels(task)
@@ -85,5 +97,5 @@ def run_task(design: FoldDesign, settings: TrainSettings, name: str, task: Task)
     est = build_model(spec, settings, categorical).fit(X, y)
     del X  # the design keeps the task's matrix for the next model
     oof = design.predict(est, spec.feature_set, task, Part.HELD)
-    test = design.predict(est, spec.feature_set, task, Part.TEST)
+    test = design.predict(est, spec.feature_set, task, Part.TEST) if predicts_test(settings, task) else None
     return TaskOutput(name, task, oof, test, est, time.perf_counter() - t0, peak_rss_mb())

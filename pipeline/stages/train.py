@@ -2,8 +2,10 @@
 
 Every model is trained once per fold on the other folds (a
 :class:`~pipeline.design.Fold` task); its out-of-fold predictions (train) and
-the average of its fold models' predictions (test) are saved as files, which
-are all that blending, stacking and reports read. The stage runs as steps
+its test predictions are saved as files, which are all that blending,
+stacking and reports read. The test predictions are those of the model
+refitted on all rows with ``[train] refit`` (models that are not refitted
+then have none), else the average of the fold models'. The stage runs as steps
 that each do one thing (:func:`run_train` lists them): read and check every
 input, build the design, cross-validate, combine, save the cross-validation
 outputs, refit what is submitted, save the submission's predictions and the
@@ -49,7 +51,9 @@ class CVResult:
 
     name: str
     oof: np.ndarray  #: out-of-fold predictions of the training rows
-    test: np.ndarray  #: test predictions (the fold models' average)
+    #: test predictions: the refitted model's with ``[train] refit`` (``None`` until then, and for
+    #: models not refitted), else the fold models' average
+    test: np.ndarray | None
     seconds: float
     fold_auc: list[float] = field(default_factory=list)
     estimators: list[BaseEstimator] = field(default_factory=list)  #: one per task, for models
@@ -120,11 +124,12 @@ def cross_validate(design: FoldDesign, job: TrainJob, data: TrainData) -> list[C
     names = list(job.settings.models)
     tasks = [(name, Fold(k)) for k in range(data.n_folds) for name in names]
     outputs = _run(design, job, tasks, "train")
-    results = {name: CVResult(name, np.zeros(len(data.y)), np.zeros(len(data.test)), 0.0) for name in names}
+    results = {name: CVResult(name, np.zeros(len(data.y)), None, 0.0) for name in names}
     for out in outputs:
         r, held = results[out.name], data.folds == out.task.k
         r.oof[held] = out.oof
-        r.test += out.test / data.n_folds
+        if out.test is not None:
+            r.test = out.test / data.n_folds if r.test is None else r.test + out.test / data.n_folds
         r.seconds += out.seconds
         r.fold_auc.append(per_aid_auc(data.y[held], out.oof, data.aid[held]).mean)
         r.estimators.append(out.estimator)
@@ -148,7 +153,7 @@ def combine(results: list[CVResult], data: TrainData, seed: int) -> list[CVResul
     the seed's size.
     """
     oof = np.column_stack([r.oof for r in results])
-    test = np.column_stack([r.test for r in results])
+    test = None if any(r.test is None for r in results) else np.column_stack([r.test for r in results])
     by_size = any(parse_model(r.name).per_aid for r in results)
     out = []
     for kind in COMBINERS:
@@ -162,7 +167,8 @@ def combine(results: list[CVResult], data: TrainData, seed: int) -> list[CVResul
                 "weights": [dict(zip([r.name for r in results], w.round(4).tolist())) for w in combiner.weights_],
                 "seed_size_edges": np.expm1(combiner.size_edges_).round(1).tolist(),  # positives
             }
-        out.append(CVResult(kind, nested, combiner.predict(test, data.test.aid), time.perf_counter() - t0,
+        test_pred = None if test is None else combiner.predict(test, data.test.aid)
+        out.append(CVResult(kind, nested, test_pred, time.perf_counter() - t0,
                             fold_scores(nested, data.y, data.aid, data.folds), extra=extra, combiner=combiner))
         logger.info("%s: nested out-of-fold mean per-aid AUC %.4f", kind, data.score(nested))
     return out
@@ -186,10 +192,17 @@ def _save_array(path: Path, arr: np.ndarray, outputs: Outputs) -> None:
 
 def save_cv_outputs(build: Path, results: list[CVResult], data: TrainData, settings: TrainSettings,
                     features: Path, outputs: Outputs) -> None:
-    """Step 5: ``oof/`` and ``pred/`` arrays of every result, ``models/<model>.joblib`` of every model."""
+    """Step 5: ``oof/`` and ``pred/`` arrays of every result, ``models/<model>.joblib`` of every model.
+
+    ``pred/<name>.npy`` (the fold models' test average) exists only without ``[train] refit``
+    (one left by an earlier run is removed).
+    """
     for r in results:
         _save_array(build / "oof" / f"{r.name}.npy", r.oof, outputs)
-        _save_array(build / "pred" / f"{r.name}.npy", r.test, outputs)
+        if r.test is not None:
+            _save_array(build / "pred" / f"{r.name}.npy", r.test, outputs)
+        else:
+            outputs.remove(build / "pred" / f"{r.name}.npy")
         if r.estimators:
             save_artifact(r.estimators, build / "models" / f"{r.name}.joblib", ArtifactKind.FOLD_MODELS, {
                 "model": r.name,
@@ -208,16 +221,19 @@ def refit(design: FoldDesign, job: TrainJob, final: CVResult, models: list[CVRes
     """Step 6: the submitted model (or every model of the submitted combination) refitted on all rows.
 
     Returns the submitted test predictions and the refitted models; each
-    refit's test predictions are saved as ``pred/<model>.refit.npy``.
+    refit's test predictions are saved as ``pred/<model>.refit.npy`` and
+    become its result's ``test`` (the submitted ones the final's), for the report.
     """
     needed = [final] if final.estimators else models
     refits = {o.name: o for o in _run(design, job, [(r.name, Refit()) for r in needed], "refit")}
-    for name, out in refits.items():
-        _save_array(build / "pred" / f"{name}.refit.npy", out.test, outputs)
+    for r in needed:
+        r.test = refits[r.name].test
+        _save_array(build / "pred" / f"{r.name}.refit.npy", r.test, outputs)
     if final.estimators:
         submitted = refits[final.name].test
     else:
         submitted = final.combiner.predict(np.column_stack([refits[r.name].test for r in needed]), data.test.aid)
+        final.test = submitted
     final.extra["refit_seconds"] = round(sum(o.seconds for o in refits.values()), 1)
     scored = {n: ScoredModel(parse_model(n).feature_set, [out.task], [out.estimator]) for n, out in refits.items()}
     return submitted, scored

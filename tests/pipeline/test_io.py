@@ -57,3 +57,18 @@ def test_the_chunk_writer_writes_what_the_row_reader_reads(tmp_path: Path) -> No
     assert (sp.load_npz(tmp_path / "x.npz") != X).nnz == 0
     assert (CSRRowReader(tmp_path / "x.npz").rows(9, 31) != X[9:31]).nnz == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npz"]
+
+
+def test_a_stale_output_is_removed_at_commit_and_kept_when_the_stage_fails(tmp_path: Path) -> None:
+    stale, kept = tmp_path / "pred.npy", tmp_path / "new.npy"
+    stale.write_text("earlier run")
+    with pytest.raises(RuntimeError), stage_outputs() as outputs:
+        outputs.remove(stale)
+        raise RuntimeError("stage failed")
+    assert stale.read_text() == "earlier run"
+    with stage_outputs() as outputs:
+        outputs.remove(stale)
+        outputs.remove(tmp_path / "never-there.npy")
+        outputs.path(kept).write_text("this run")
+        assert stale.exists()
+    assert not stale.exists() and kept.read_text() == "this run"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,13 +15,14 @@ from core import LookalikeError
 from features import FeatureSet
 from pipeline.config import load_config
 from pipeline.design import Fold, FoldDesign, Part, Refit, TrainInputs
-from pipeline.files import read_train_pairs
+from ensemble import per_aid_auc
+from pipeline.files import read_test_pairs, read_train_pairs
 from pipeline.stages.features import run_features
 from pipeline.stages.folds import run_folds
 from pipeline.stages.load import run_load
 from pipeline.stages.train import cross_validate, read_inputs, run_train
 from pipeline.synth import generate, size_for_scale
-from pipeline.tasks import TrainJob
+from pipeline.tasks import TrainJob, run_task
 from tests.features.test_ctr import _reference
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,10 +51,10 @@ def test_ctr_columns_leave_out_the_scored_fold_and_the_rows_own_fold(design: Fol
         for j in set(range(design.n_folds)) - {k}:
             src, rows = np.flatnonzero((folds != j) & (folds != k)), np.flatnonzero(folds == j)
             _, want = _reference(spec, tokens[src], aid_idx[src], y[src], folds[src], tokens[rows], aid_idx[rows])
-            np.testing.assert_allclose(fit_ctr[np.isin(fit_rows, rows)], want, rtol=1e-6, equal_nan=True)
+            np.testing.assert_allclose(fit_ctr[np.isin(fit_rows, rows)], want, rtol=1e-6, atol=1e-9, equal_nan=True)
         src, rows = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
         _, want = _reference(spec, tokens[src], aid_idx[src], y[src], folds[src], tokens[rows], aid_idx[rows])
-        np.testing.assert_allclose(held_ctr, want, rtol=1e-6, equal_nan=True)
+        np.testing.assert_allclose(held_ctr, want, rtol=1e-6, atol=1e-9, equal_nan=True)
     # the full set holds the same statistics after the dense and sparse columns
     full = design.matrix(FeatureSet.FULL, Fold(0))
     dense = design.matrix(FeatureSet.DENSE, Fold(0))
@@ -102,3 +104,32 @@ def test_a_truth_file_that_does_not_match_is_refused_before_training(built: Path
         run_train(build / "features", build / "interim", build / "folds" / "folds.npy", tmp_path / "out",
                   tmp_path / "cv.md", load_config(ROOT / "tests" / "fast.toml").train, truth=tmp_path / "truth.csv")
     assert not (tmp_path / "out").exists()  # nothing trained, nothing written
+
+
+@pytest.mark.parametrize("refit", [True, False])
+def test_fold_models_predict_the_test_rows_only_when_their_average_is_submitted(design: FoldDesign,
+                                                                                 refit: bool) -> None:
+    settings = replace(load_config(ROOT / "tests" / "fast.toml").train, refit=refit, n_bags=1, n_estimators=5)
+    fold, full = run_task(design, settings, "easy_dense", Fold(0)), run_task(design, settings, "easy_dense", Refit())
+    assert len(fold.oof) == int((design.folds == 0).sum())
+    assert (fold.test is None) is refit
+    assert full.test is not None and len(full.test) == len(full.test[np.isfinite(full.test)]) > 0
+
+
+def test_the_report_scores_the_refitted_models_on_the_test_rows(built: Path) -> None:
+    """With the refit, the fold models leave no test average; the report's test AUC of each model is its
+    refit's (every model is refitted for the stack), computed here again from the saved files."""
+    build, cv = built / "build", json.loads((built / "reports" / "cv.json").read_text())
+    truth = pd.read_csv(built / "raw" / "test1.truth.csv")
+    test = read_test_pairs(build / "interim" / "pairs.npz")
+    assert list(zip(truth["aid"], truth["uid"])) == list(zip(test.aid, test.uid))
+    for row in cv["models"]:
+        name = row["model"]
+        assert not (build / "pred" / f"{name}.npy").exists()
+        if name in {"blend_rank", "blend_score", "stack"}:
+            assert (row["test_mean_aid_auc"] is None) is (name != cv["final"])
+            continue
+        refit = np.load(build / "pred" / f"{name}.refit.npy")
+        assert row["test_mean_aid_auc"] == pytest.approx(per_aid_auc(truth["label"], refit, test.aid).mean)
+    assert cv["models"][[r["model"] for r in cv["models"]].index(cv["final"])]["test_mean_aid_auc"] == \
+        pytest.approx(cv["submitted_test_mean_aid_auc"])

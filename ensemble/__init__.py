@@ -16,6 +16,7 @@ from ensemble._bagging import (
 from ensemble._blend import COMBINERS, AidRank, Blend, Stack, make_combiner, nested_oof
 from ensemble._device import DEVICES, resolve_device
 from ensemble._peraid import PerAidLGBM
+from ensemble.importance import gain_importance, group_shares
 from ensemble.metrics import AidAUC, fold_scores, per_aid_auc
 
 __all__ = [
@@ -32,6 +33,8 @@ __all__ = [
     "ReferenceLGBM",
     "Stack",
     "fold_scores",
+    "gain_importance",
+    "group_shares",
     "lgbm_param_name",
     "make_combiner",
     "nested_oof",

@@ -59,8 +59,13 @@ def per_aid_auc(y: np.ndarray, score: np.ndarray, aid: np.ndarray) -> AidAUC:
     aid : array of int
         The aid of each row.
     """
-    y = np.asarray(y).astype(np.int8)
+    y = np.asarray(y)
+    if y.size and not np.isin(y, (0, 1)).all():  # e.g. the competition's -1/1: it would rank garbage
+        raise ValueError(f"labels must be 0/1, got values {np.unique(y)[:5].tolist()}")
+    y = y.astype(np.int8)
     score = np.asarray(score, dtype=np.float64)
+    if not (len(y) == len(score) == len(aid)):
+        raise ValueError(f"{len(y)} labels, {len(score)} scores and {len(aid)} aids")
     per, skipped = {}, []
     for a, idx in aid_groups(aid):
         a = int(a)

@@ -41,7 +41,7 @@ from features import CTREncoder, CTRSpec, DesignLayout, FeatureSet
 from pipeline.files import read_folds, read_test_pairs, read_train_pairs
 from pipeline.io import CSRRowReader, npy_rows
 
-__all__ = ["Fold", "FoldDesign", "Part", "Refit", "Task", "TrainInputs", "read_layout"]
+__all__ = ["Fold", "FoldDesign", "Part", "Refit", "Task", "TrainInputs", "column_group", "feature_names", "read_layout"]
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +120,51 @@ def read_layout(columns_path: Path) -> tuple[DesignLayout, CTRSpec]:
     if sparse[0] != "aid_idx" or dense[0] != "aid_idx":
         raise LookalikeError(f"{columns_path}: feature sets must start with aid_idx; re-run `make features`")
     return layout, ctr
+
+
+def feature_names(columns_path: Path, feature_set: FeatureSet) -> list[str]:
+    """The names of ``feature_set``'s model columns, in :meth:`features.DesignLayout.assemble`'s order."""
+    layout, ctr = read_layout(columns_path)
+    columns = json.loads(Path(columns_path).read_text())
+    sparse, dense = list(columns["sparse"]), list(columns["dense"])
+    names = {
+        FeatureSet.RAW: sparse[: layout.n_raw],
+        FeatureSet.SPARSE: sparse,
+        FeatureSet.DENSE: dense + ctr.names(),
+        FeatureSet.FULL: dense + sparse + ctr.names(),
+    }[feature_set]
+    return names
+
+
+def column_group(name: str, ctr_groups: tuple[str, ...] = ("aid", "advertiser", "productType")) -> str:
+    """The feature group of a model column, by the features stage's naming.
+
+    ``aid`` (the aid's index), ``ad`` (the ad's one-hot attributes), a user
+    field (its tokens, value and list length), ``aid x <field>`` (the aid
+    crosses and their counts), ``CTR <field>`` (every conversion-rate
+    statistic of the field, all ``ctr_groups``), ``history`` (the user's
+    earlier labels), ``counts`` (rows per user).
+    """
+    if name == "aid_idx":
+        return "aid"
+    if name.startswith("ad:"):
+        return "ad"
+    if name.startswith("ctr_"):
+        rest = name[len("ctr_"):]
+        group = next((g for g in sorted(ctr_groups, key=len, reverse=True) if rest.startswith(g + "_")), None)
+        if group is not None:
+            return "CTR " + rest[len(group) + 1 :].rsplit("_", 1)[0]
+    if name.startswith("hist_"):
+        return "history"
+    if name == "count_uid":
+        return "counts"
+    base = name.split("=", 1)[0]
+    for prefix in ("count_aid_x_", "aid_x_"):
+        if base.startswith(prefix):
+            return "aid x " + base[len(prefix):]
+    if base.startswith("aid") and "_x_" in base and base[3 : base.index("_x_")].isdigit():
+        return "aid x " + base[base.index("_x_") + 3 :]
+    return base[len("len_"):] if base.startswith("len_") else base
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,7 @@ def write_cv_report(
     truth: Truth | None = None,
     submitted: np.ndarray | None = None,
     outputs: Outputs | None = None,
+    importance: Mapping[str, Mapping[str, float]] | None = None,
 ) -> None:
     """Write ``cv.md`` at ``path``, ``cv.json`` and ``per_aid_auc.png`` beside it (staged in ``outputs``).
 
@@ -74,7 +75,9 @@ def write_cv_report(
     synthetic truth, the test-set AUC of each model that has test
     predictions (``test`` not ``None``) and of the true probabilities (the
     oracle) are reported too. ``submitted``: the test predictions of the
-    final model refitted on all training rows.
+    final model refitted on all training rows. ``importance``: per model,
+    each feature group's share of the split gain (a table, ``importance.png``
+    and ``cv.json``).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,12 +154,71 @@ def write_cv_report(
             f"{oracle.mean:.4f}.",
         ]
     lines += ["", "![per-aid AUC](per_aid_auc.png)", ""]
+    if importance:
+        report["importance"] = {m: dict(g) for m, g in importance.items()}
+        lines += _importance_table(importance)
+        _plot_importance(path.with_name("importance.png"), importance, outputs)
     if any(r.name.endswith(("_peraid", "_hybrid")) for r in results):
         lines += _per_aid_table(results, y, aid, per_aid)
     write_json(path.with_suffix(".json"), report, outputs)
     with staged_path(path, outputs) as tmp:
         tmp.write_text("\n".join(lines))
     logger.info("report written to %s", path)
+
+
+_TOP_GROUPS = 12
+
+
+def _top_groups(importance: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """The groups among any model's ``_TOP_GROUPS`` largest, by their largest share."""
+    best: dict[str, float] = {}
+    for shares in importance.values():
+        for g, v in list(shares.items())[:_TOP_GROUPS]:
+            best[g] = max(best.get(g, 0.0), v)
+    return sorted(best, key=lambda g: -best[g])
+
+
+def _importance_table(importance: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """Markdown lines: the share of split gain of the largest feature groups, one column per model."""
+    models = list(importance)
+    lines = [
+        "## Feature importance",
+        "",
+        "Share of the split gain (every bag of every fold model, trees to their best iteration) held by each "
+        f"feature group; the groups among any model's {_TOP_GROUPS} largest. `CTR <field>`: every conversion-"
+        "rate statistic of the field (aid, advertiser and product-type rates and their aggregations); "
+        "`aid x <field>`: the aid crosses; a field: its tokens, value and list length.",
+        "",
+        "![feature importance](importance.png)",
+        "",
+        "| group | " + " | ".join(models) + " |",
+        "|---|" + "---:|" * len(models),
+    ]
+    for g in _top_groups(importance):
+        lines.append(f"| {g} | " + " | ".join(f"{100 * importance[m].get(g, 0.0):.1f}%" for m in models) + " |")
+    return [*lines, ""]
+
+
+def _plot_importance(path: Path, importance: Mapping[str, Mapping[str, float]], outputs: Outputs | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = _top_groups(importance)[::-1]
+    height = 0.8 / len(importance)
+    fig, ax = plt.subplots(figsize=(8, 1.5 + 0.25 * len(groups) * max(1.0, len(importance) / 2)))
+    for i, (model, shares) in enumerate(importance.items()):
+        ax.barh(np.arange(len(groups)) + i * height, [100 * shares.get(g, 0.0) for g in groups], height,
+                label=model)
+    ax.set_yticks(np.arange(len(groups)) + 0.4 - height / 2, groups)
+    ax.set_xlabel("share of split gain (%)")
+    ax.set_title("Feature importance by group")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    with staged_path(path, outputs) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
 
 
 def _per_aid_table(

@@ -26,11 +26,13 @@ from sklearn.base import BaseEstimator
 from tqdm.auto import tqdm
 
 from core import LookalikeError, Pairs
-from ensemble import COMBINERS, PerAidLGBM, fold_scores, make_combiner, nested_oof, per_aid_auc
+from ensemble import (
+    COMBINERS, PerAidLGBM, fold_scores, gain_importance, group_shares, make_combiner, nested_oof, per_aid_auc,
+)
 from features import PairFeaturizer
 from pipeline.artifact import ArtifactKind, check_artifact, load_artifact, save_artifact
 from pipeline.config import TrainSettings, as_dict, config_hash
-from pipeline.design import Fold, FoldDesign, Refit, Task, TrainInputs, read_layout
+from pipeline.design import Fold, FoldDesign, Refit, Task, TrainInputs, column_group, feature_names, read_layout
 from pipeline.files import read_folds, read_test_pairs, read_train_pairs, write_predictions
 from pipeline.io import Outputs, PathLike, stage_outputs
 from pipeline.models import parse_model
@@ -39,7 +41,8 @@ from pipeline.scorer import ScoredModel, Scorer
 from pipeline.tasks import TaskOutput, TrainJob, run_task
 
 __all__ = [
-    "CVResult", "TrainData", "choose_final", "combine", "cross_validate", "fallback_aids", "read_inputs", "run_train",
+    "CVResult", "TrainData", "choose_final", "combine", "cross_validate", "fallback_aids", "feature_importance",
+    "read_inputs", "run_train",
 ]
 
 logger = logging.getLogger(__name__)
@@ -174,6 +177,19 @@ def combine(results: list[CVResult], data: TrainData, seed: int) -> list[CVResul
     return out
 
 
+def feature_importance(results: list[CVResult], columns: Path) -> dict[str, dict[str, float]]:
+    """Per model, the share of its fold models' split gain held by each feature group
+    (:func:`pipeline.design.column_group`), largest first."""
+    _, spec = read_layout(columns)
+    out = {}
+    for r in results:
+        if r.estimators:
+            names = feature_names(columns, parse_model(r.name).feature_set)
+            groups = [column_group(n, tuple(spec.groups)) for n in names]
+            out[r.name] = group_shares((gain_importance(e) for e in r.estimators), groups)
+    return out
+
+
 def choose_final(results: list[CVResult], wanted: str, y: np.ndarray, aid: np.ndarray) -> CVResult:
     """The result named ``wanted``, or with ``"auto"`` the best by out-of-fold score."""
     if wanted == "auto":
@@ -292,4 +308,5 @@ def run_train(features: PathLike, interim: PathLike, folds_path: PathLike, build
         scorer = Scorer(featurizer, design.encoder, models, final.name, final.combiner)
         save_scorer(build / "models" / "scorer.joblib", scorer, final, data, settings, features, outputs)  # 8
         write_cv_report(report, results + combos, final.name, data.y, data.aid, data.test.aid, data.truth,  # 9
-                        submitted=submitted if settings.refit else None, outputs=outputs)
+                        submitted=submitted if settings.refit else None, outputs=outputs,
+                        importance=feature_importance(results, inputs.columns))

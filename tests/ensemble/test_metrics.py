@@ -29,3 +29,12 @@ def test_only_the_order_inside_each_aid_counts() -> None:
     y = np.array([1, 0, 0, 1, 0, 0])
     score = np.array([0.9, 0.1, 0.2, 0.02, 0.01, 0.0])  # aid 1 scores far lower
     assert per_aid_auc(y, score, aid).mean == 1.0
+
+
+def test_labels_that_are_not_0_1_or_lengths_that_differ_are_refused() -> None:
+    from ensemble import per_aid_auc
+
+    with pytest.raises(ValueError, match="0/1"):
+        per_aid_auc(np.array([-1, 1, -1, 1]), np.arange(4.0), np.zeros(4, int))
+    with pytest.raises(ValueError, match="3 labels"):
+        per_aid_auc(np.array([0, 1, 0]), np.arange(4.0), np.zeros(4, int))

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from core import LookalikeError
 from features import FeatureSet
 from pipeline.config import load_config
-from pipeline.design import Fold, FoldDesign, Part, Refit, TrainInputs
+from pipeline.design import Fold, FoldDesign, Part, Refit, TrainInputs, column_group
 from ensemble import per_aid_auc
 from pipeline.files import read_test_pairs, read_train_pairs
 from pipeline.stages.features import run_features
@@ -130,6 +130,28 @@ def test_the_report_scores_the_refitted_models_on_the_test_rows(built: Path) -> 
             assert (row["test_mean_aid_auc"] is None) is (name != cv["final"])
             continue
         refit = np.load(build / "pred" / f"{name}.refit.npy")
-        assert row["test_mean_aid_auc"] == pytest.approx(per_aid_auc(truth["label"], refit, test.aid).mean)
+        assert row["test_mean_aid_auc"] == pytest.approx(per_aid_auc((truth["label"] == 1).to_numpy(), refit, test.aid).mean)
     assert cv["models"][[r["model"] for r in cv["models"]].index(cv["final"])]["test_mean_aid_auc"] == \
         pytest.approx(cv["submitted_test_mean_aid_auc"])
+
+
+@pytest.mark.parametrize(("name", "group"), [
+    ("aid_idx", "aid"), ("ad:advertiserId_33", "ad"), ("interest1=12", "interest1"), ("len_kw2", "kw2"),
+    ("age", "age"), ("aid_x_LBS", "aid x LBS"), ("count_aid_x_LBS", "aid x LBS"), ("aid17_x_house=1", "aid x house"),
+    ("ctr_aid_kw1_lor", "CTR kw1"), ("ctr_productType_topic2_mean", "CTR topic2"), ("hist_all_pos", "history"),
+    ("count_uid", "counts"),
+])
+def test_column_groups_follow_the_features_stage_names(name: str, group: str) -> None:
+    assert column_group(name) == group
+
+
+def test_the_report_has_the_gain_importance_of_every_model(built: Path) -> None:
+    cv = json.loads((built / "reports" / "cv.json").read_text())
+    models = [r["model"] for r in cv["models"] if r["model"] not in {"blend_rank", "blend_score", "stack"}]
+    assert sorted(cv["importance"]) == sorted(models)
+    for name, shares in cv["importance"].items():
+        assert sum(shares.values()) == pytest.approx(1.0) and all(v > 0 for v in shares.values()), name
+    assert any(g.startswith("CTR ") for g in cv["importance"]["easy_dense"])
+    assert not any(g.startswith("CTR ") for g in cv["importance"]["reference_raw"])
+    text = (built / "reports" / "cv.md").read_text()
+    assert "## Feature importance" in text and (built / "reports" / "importance.png").stat().st_size > 1000

@@ -114,7 +114,8 @@ def encode_rows(  # noqa: ANN201, PLR0913
     product of clipped odds with one ``log`` per ``group x field`` (the prior
     is the same for every key of a row's ``group x field``): the same value
     up to rounding, at a fraction of the cost of one ``log`` per key (the
-    kernel's hot spot; README, "Train stage profile"). ``priors[a + 1, b + 1, g, code, f]`` is the prior of ``group code x
+    kernel's hot spot; README, "Train stage profile").
+    ``priors[a + 1, b + 1, g, code, f]`` is the prior of ``group code x
     field`` without folds ``a`` and ``b``; ``prior_logits`` its clipped logit.
     """
     n_rows = len(rows)

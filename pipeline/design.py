@@ -127,13 +127,11 @@ def feature_names(columns_path: Path, feature_set: FeatureSet) -> list[str]:
     layout, ctr = read_layout(columns_path)
     columns = json.loads(Path(columns_path).read_text())
     sparse, dense = list(columns["sparse"]), list(columns["dense"])
-    names = {
-        FeatureSet.RAW: sparse[: layout.n_raw],
-        FeatureSet.SPARSE: sparse,
-        FeatureSet.DENSE: dense + ctr.names(),
-        FeatureSet.FULL: dense + sparse + ctr.names(),
-    }[feature_set]
-    return names
+    if feature_set is FeatureSet.RAW:
+        return sparse[: layout.n_raw]
+    if feature_set is FeatureSet.SPARSE:
+        return sparse
+    return dense + ctr.names() if feature_set is FeatureSet.DENSE else dense + sparse + ctr.names()
 
 
 def column_group(name: str, ctr_groups: tuple[str, ...] = ("aid", "advertiser", "productType")) -> str:

@@ -14,6 +14,7 @@ scorer, write the report.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from core import LookalikeError, Pairs
 from ensemble import (
     COMBINERS, PerAidLGBM, fold_scores, gain_importance, group_shares, make_combiner, nested_oof, per_aid_auc,
 )
-from features import PairFeaturizer
+from features import FeatureSet, PairFeaturizer
 from pipeline.artifact import ArtifactKind, check_artifact, load_artifact, save_artifact
 from pipeline.config import TrainSettings, as_dict, config_hash
 from pipeline.design import Fold, FoldDesign, Refit, Task, TrainInputs, column_group, feature_names, read_layout
@@ -181,13 +182,13 @@ def feature_importance(results: list[CVResult], columns: Path) -> dict[str, dict
     """Per model, the share of its fold models' split gain held by each feature group
     (:func:`pipeline.design.column_group`), largest first."""
     _, spec = read_layout(columns)
-    out = {}
-    for r in results:
-        if r.estimators:
-            names = feature_names(columns, parse_model(r.name).feature_set)
-            groups = [column_group(n, tuple(spec.groups)) for n in names]
-            out[r.name] = group_shares((gain_importance(e) for e in r.estimators), groups)
-    return out
+
+    @functools.cache
+    def groups(feature_set: FeatureSet) -> tuple[str, ...]:  # once per set: a sparse set has ~10^5 columns
+        return tuple(column_group(n, tuple(spec.groups)) for n in feature_names(columns, feature_set))
+
+    return {r.name: group_shares((gain_importance(e) for e in r.estimators), groups(parse_model(r.name).feature_set))
+            for r in results if r.estimators}
 
 
 def choose_final(results: list[CVResult], wanted: str, y: np.ndarray, aid: np.ndarray) -> CVResult:

@@ -6,7 +6,8 @@ Usage::
 
 Runs the train stage's own code for the first configured model on one task
 (``--fold K``, or ``--fold -1`` for the refit) and times each step: the CTR
-counting pass (once per stage), the task's training matrix, then per bag the
+counting pass (once per stage), the task's training matrix (only the rows the
+bags read, as the stage builds it), then per bag the
 LightGBM ``Dataset`` construction (binning), the boosting rounds, the
 early-stopping evaluations, and finally the predictions of the held-out and
 test rows (design assembly and tree evaluation apart; the test rows only where
@@ -37,9 +38,10 @@ import numpy as np
 from ensemble import per_aid_auc
 from pipeline.config import load_config
 from pipeline.files import read_train_pairs
-from pipeline.design import Fold, Part, Refit, TrainInputs
-from pipeline.models import build_model, parse_model
-from pipeline.tasks import TrainJob, peak_rss_mb, predicts_test
+from ensemble._forest import Forest
+from pipeline.design import Fold, FoldDesign, Part, Refit, TrainInputs
+from pipeline.models import parse_model
+from pipeline.tasks import TrainJob, fit_model, peak_rss_mb, predicts_test
 
 
 @contextlib.contextmanager
@@ -70,6 +72,12 @@ def timed_methods(totals: dict[str, float], methods: dict[str, tuple[type, str]]
             setattr(cls, name, fn)
 
 
+def _plan_rows(est: Any, y: np.ndarray) -> tuple[np.ndarray, ...]:  # noqa: ANN401
+    """``(rows,)`` the bags read (the matrix :func:`fit_model` built, still cached), or ``()`` for all."""
+    plan = est.plan(y) if hasattr(est, "plan") else None
+    return () if plan is None else (plan.rows,)
+
+
 def main() -> None:
     """Profile one task of the first configured model."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -91,25 +99,23 @@ def main() -> None:
     design = TrainJob(TrainInputs(args.features, args.interim / "pairs.npz", args.folds), settings).open_design()
     out["ctr_counts_s"] = time.perf_counter() - t0
     task = Refit() if args.fold < 0 else Fold(args.fold)
-    t0 = time.perf_counter()
-    X, y = design.matrix(spec.feature_set, task), design.labels(task)
-    out["fit_matrix_s"] = time.perf_counter() - t0
-    out["fit_rows"], out["columns"] = int(X.shape[0]), int(X.shape[1])
     totals: dict[str, float] = defaultdict(float)
     methods = {
+        "matrix_s": (FoldDesign, "matrix"),
         "dataset_construct_s": (lgb.Dataset, "construct"),
         "boost_s": (lgb.Booster, "update"),
         "eval_s": (lgb.Booster, "eval_valid"),
         "tree_predict_s": (lgb.Booster, "predict"),
+        "forest_predict_s": (Forest, "predict"),
     }
-    categorical = design.layout.categorical(spec.feature_set, settings.categorical_crosses)
     with timed_methods(totals, methods):
         t0 = time.perf_counter()
-        est = build_model(spec, settings, categorical).fit(X, y)
+        est = fit_model(design, settings, spec, task)  # the train stage's own fit (only the bags' rows built)
         out["fit_s"] = time.perf_counter() - t0
         fit_totals = dict(totals)
+        out["fit_rows"] = int(len(design.labels(task)))
+        out["matrix_rows"] = int(design.matrix(spec.feature_set, task, *_plan_rows(est, design.labels(task))).shape[0])
         out["bag_rounds"] = [b.current_iteration() for b in est.estimators_]
-        del X
         design.release()
         parts = [Part.HELD] if isinstance(task, Fold) else []
         for part in parts + ([Part.TEST] if predicts_test(settings, task) else []):
@@ -118,7 +124,8 @@ def main() -> None:
             pred = design.predict(est, spec.feature_set, task, part)
             key = part.value
             out[f"predict_{key}_s"] = time.perf_counter() - t0
-            out[f"predict_{key}_trees_s"] = totals["tree_predict_s"] - before.get("tree_predict_s", 0.0)
+            out[f"predict_{key}_trees_s"] = sum(totals[k] - before.get(k, 0.0)
+                                                for k in ("tree_predict_s", "forest_predict_s"))
             out[f"predict_{key}_rows"] = int(len(pred))
             if part is Part.HELD:
                 held = design.folds == task.k

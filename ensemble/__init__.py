@@ -6,6 +6,7 @@ writes files or imports the ``pipeline`` or ``features`` packages.
 
 from ensemble._bagging import (
     DEFAULT_PARAMS,
+    BagPlan,
     BalanceCascadeLGBM,
     BaseLGBMBagging,
     EasyEnsembleLGBM,
@@ -25,6 +26,7 @@ __all__ = [
     "DEVICES",
     "AidAUC",
     "AidRank",
+    "BagPlan",
     "BalanceCascadeLGBM",
     "BaseLGBMBagging",
     "Blend",

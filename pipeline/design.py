@@ -220,7 +220,7 @@ class FoldDesign:
             self.encoder = CTREncoder(spec, chunk_rows).fit(
                 self._train.sparse, self.y, aid_idx=train.aid_idx, folds=self.folds
             )
-        self._fit_cache: tuple[tuple[FeatureSet, Task], np.ndarray | sp.csr_matrix] | None = None
+        self._fit_cache: tuple[tuple, np.ndarray | sp.csr_matrix] | None = None
 
     def fit_rows(self, task: Task) -> np.ndarray:
         """Whether each training row is one ``task`` fits on."""
@@ -231,19 +231,29 @@ class FoldDesign:
         return self.y[self.fit_rows(task)]
 
     def chunks(
-        self, feature_set: FeatureSet, task: Task, part: Part, into: np.ndarray | None = None
+        self, feature_set: FeatureSet, task: Task, part: Part, into: np.ndarray | None = None,
+        rows: np.ndarray | None = None,
     ) -> Iterator[np.ndarray | sp.csr_matrix]:
         """The design of ``part``'s rows of ``task``, chunk by chunk, in row order.
 
         For the dense set, ``into`` (rows of ``part`` x columns) is filled in
-        place and the chunks yielded are its row slices.
+        place and the chunks yielded are its row slices. ``rows`` (``FIT``
+        only): sorted positions among the task's fit rows, to build only those.
         """
         source = self._test if part is Part.TEST else self._train
         n, at = source.sparse.shape[0], 0
+        wanted = None
+        if part is Part.FIT and rows is not None:
+            wanted = np.zeros(n, dtype=bool)
+            wanted[np.flatnonzero(self.fit_rows(task))[rows]] = True
+        elif rows is not None:
+            raise ValueError("rows select among the fit rows only")
         for start in range(0, n, self.chunk_rows):
             stop = min(start + self.chunk_rows, n)
             keep = np.arange(start, stop)
-            if part is not Part.TEST:
+            if wanted is not None:
+                keep = keep[wanted[start:stop]]
+            elif part is not Part.TEST:
                 held = self.folds[start:stop] == task.excluded
                 keep = keep[held if part is Part.HELD else ~held]
             if not len(keep):
@@ -262,18 +272,23 @@ class FoldDesign:
             sparse = tokens[local] if feature_set.uses_token_values else tokens  # the dense set reads no values
             yield self.layout.assemble(feature_set, sparse, dense, encode_ctr, out=out)
 
-    def matrix(self, feature_set: FeatureSet, task: Task) -> np.ndarray | sp.csr_matrix:
-        """Design of the rows ``task`` fits on (kept for the next model of the same task and set)."""
-        if self._fit_cache is not None and self._fit_cache[0] == (feature_set, task):
+    def matrix(
+        self, feature_set: FeatureSet, task: Task, rows: np.ndarray | None = None
+    ) -> np.ndarray | sp.csr_matrix:
+        """Design of the rows ``task`` fits on, or of ``rows`` of them (sorted positions among
+        them); kept for the next model of the same task, set and rows."""
+        key = (feature_set, task, None if rows is None else rows.tobytes())
+        if self._fit_cache is not None and self._fit_cache[0] == key:
             return self._fit_cache[1]
         self._fit_cache = None
         if feature_set is FeatureSet.DENSE:  # filled in place: no second copy of the rows
-            X = np.empty((int(self.fit_rows(task).sum()), self.layout.n_dense + self.layout.n_ctr), np.float32)
-            for _ in self.chunks(feature_set, task, Part.FIT, into=X):
+            n = int(self.fit_rows(task).sum()) if rows is None else len(rows)
+            X = np.empty((n, self.layout.n_dense + self.layout.n_ctr), np.float32)
+            for _ in self.chunks(feature_set, task, Part.FIT, into=X, rows=rows):
                 pass
         else:
-            X = sp.vstack(list(self.chunks(feature_set, task, Part.FIT)), format="csr")
-        self._fit_cache = ((feature_set, task), X)
+            X = sp.vstack(list(self.chunks(feature_set, task, Part.FIT, rows=rows)), format="csr")
+        self._fit_cache = (key, X)
         return X
 
     def release(self) -> None:

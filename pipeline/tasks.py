@@ -16,12 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from ensemble import BaseLGBMBagging
 from features import FeatureSet
 from pipeline.config import TrainSettings
 from pipeline.design import FoldDesign, Part, Refit, Task, TrainInputs
-from pipeline.models import build_model, parse_model
+from pipeline.models import ModelSpec, build_model, parse_model
 
-__all__ = ["TaskOutput", "TrainJob", "peak_rss_mb", "predicts_test", "run_task"]
+__all__ = ["TaskOutput", "TrainJob", "fit_model", "peak_rss_mb", "predicts_test", "run_task"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,26 @@ def predicts_test(settings: TrainSettings, task: Task) -> bool:
     return isinstance(task, Refit) or not settings.refit
 
 
+def fit_model(design: FoldDesign, settings: TrainSettings, spec: ModelSpec, task: Task) -> BaseEstimator:
+    """Model ``spec`` fitted on ``task``'s rows of ``design``.
+
+    A model that can say beforehand which rows its bags read
+    (:meth:`ensemble.BaseLGBMBagging.plan`: EasyEnsemble, the reference model)
+    gets a design of only those rows: at full scale about a fifth of a fold's
+    training rows for the default 3 bags, in a fifth of the time and memory
+    (README, "Train stage profile"). The boosters are the same as on all rows.
+    """
+    categorical = design.layout.categorical(spec.feature_set, settings.categorical_crosses)
+    est = build_model(spec, settings, categorical)
+    y = design.labels(task)
+    plan = est.plan(y) if isinstance(est, BaseLGBMBagging) else None
+    if plan is None or len(plan.rows) == len(y):  # the bags depend on each other, or read every row
+        return est.fit(design.matrix(spec.feature_set, task), y)
+    rows, local = plan.restrict()
+    logger.debug("%s, %s: the bags read %s of %s training rows", spec.name, task, f"{len(rows):,}", f"{len(y):,}")
+    return est.fit(design.matrix(spec.feature_set, task, rows), y[rows], plan=local)
+
+
 def run_task(design: FoldDesign, settings: TrainSettings, name: str, task: Task) -> TaskOutput:
     """Train model ``name`` for ``task`` on ``design``; predict the task's held-out rows and the test rows.
 
@@ -91,11 +112,8 @@ def run_task(design: FoldDesign, settings: TrainSettings, name: str, task: Task)
     predicted only where :func:`predicts_test` says so.
     """
     spec = parse_model(name)
-    X, y = design.matrix(spec.feature_set, task), design.labels(task)
     t0 = time.perf_counter()
-    categorical = design.layout.categorical(spec.feature_set, settings.categorical_crosses)
-    est = build_model(spec, settings, categorical).fit(X, y)
-    del X  # the design keeps the task's matrix for the next model
+    est = fit_model(design, settings, spec, task)
     oof = design.predict(est, spec.feature_set, task, Part.HELD)
     test = design.predict(est, spec.feature_set, task, Part.TEST) if predicts_test(settings, task) else None
     return TaskOutput(name, task, oof, test, est, time.perf_counter() - t0, peak_rss_mb())

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from ensemble import BalanceCascadeLGBM, EasyEnsembleLGBM, ReferenceLGBM, resolve_device
+from ensemble import BagPlan, BalanceCascadeLGBM, EasyEnsembleLGBM, ReferenceLGBM, resolve_device
 from ensemble._bagging import _undo_undersampling, cascade_keep
 
 FAST = dict(n_bags=3, n_estimators=20, n_jobs=1, params={"min_child_samples": 1, "num_leaves": 7})
@@ -34,9 +34,9 @@ class _Recording(EasyEnsembleLGBM):
         self.seen_.append((bag.copy(), None if stop is None else stop.copy(), seed))
         return super()._train_bag(X, y, bag, stop, seed, beta)
 
-    def fit(self, X, y, init_score=None):  # noqa: ANN001, ANN201
+    def fit(self, X, y, init_score=None, plan=None):  # noqa: ANN001, ANN201
         self.seen_ = []
-        return super().fit(X, y, init_score)
+        return super().fit(X, y, init_score, plan)
 
 
 @pytest.mark.parametrize(("ratio", "validation_fraction"), [(2.0, 0.0), (1.0, 0.1)])
@@ -63,6 +63,41 @@ def test_easy_ensemble_bags_hold_the_positives_and_ratio_fresh_negatives(ratio: 
         negative_draws.append(bag_neg)
         assert est.negative_share_[b] == pytest.approx(len(bag_neg) / len(neg))
     assert len({frozenset(d) for d in negative_draws}) == 3  # each bag an independent draw
+
+
+@pytest.mark.parametrize("cls", [EasyEnsembleLGBM, ReferenceLGBM])
+def test_a_plan_restricted_to_its_rows_trains_the_same_bags(cls: type) -> None:
+    X, y = _imbalanced(seed=3)
+    full = cls(ratio=1.0, validation_fraction=0.1, random_state=7, **FAST).fit(X, y)
+    plan = cls(random_state=7, **FAST).plan(y)
+    recorded = _Recording(ratio=1.0, validation_fraction=0.1, random_state=7, **FAST).fit(X, y)
+    if cls is EasyEnsembleLGBM:  # the plan's bags are the ones fit draws
+        assert [(b.tolist(), s.tolist()) for b, s, _ in recorded.seen_] == \
+            [(b.tolist(), s.tolist()) for b, s in zip(plan.bags, plan.stops)]
+    rows, local = plan.restrict()
+    # the rows: exactly those some bag trains or stops on, in order
+    used = set().union(*map(set, plan.bags), *(set(s) for s in plan.stops if s is not None))
+    assert rows.tolist() == sorted(used)
+    if cls is EasyEnsembleLGBM:
+        assert len(rows) < 0.6 * len(y)  # the point: most negatives are never read
+    assert [rows[b].tolist() for b in local.bags] == [b.tolist() for b in plan.bags]
+    part = cls(ratio=1.0, validation_fraction=0.1, random_state=7, **FAST).fit(X[rows], y[rows], plan=local)
+    assert [b.model_to_string() for b in part.estimators_] == [b.model_to_string() for b in full.estimators_]
+    assert np.array_equal(part.predict_proba(X), full.predict_proba(X))
+
+
+def test_plans_are_refused_where_they_cannot_apply() -> None:
+    X, y = _imbalanced()
+    cascade = BalanceCascadeLGBM(**FAST)
+    assert cascade.plan(y) is None  # its stages draw from what the earlier stages kept
+    easy_plan = EasyEnsembleLGBM(**FAST).plan(y)
+    with pytest.raises(ValueError, match="takes no plan"):
+        cascade.fit(X, y, plan=easy_plan)
+    with pytest.raises(ValueError, match=f"the plan is for {len(y)} rows, X has 10"):
+        EasyEnsembleLGBM(**FAST).fit(X[:10], y[:10], plan=easy_plan)
+    with pytest.raises(ValueError, match="binary labels"):
+        EasyEnsembleLGBM(**FAST).plan(np.zeros(5))
+    assert isinstance(easy_plan, BagPlan) and easy_plan.n_rows == len(y)
 
 
 def test_params_reach_every_bag_and_aliases_replace_the_defaults() -> None:

@@ -22,7 +22,8 @@ from pipeline.stages.folds import run_folds
 from pipeline.stages.load import run_load
 from pipeline.stages.train import cross_validate, read_inputs, run_train
 from pipeline.synth import generate, size_for_scale
-from pipeline.tasks import TrainJob, run_task
+from pipeline.models import build_model, parse_model
+from pipeline.tasks import TrainJob, fit_model, run_task
 from tests.features.test_ctr import _reference
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,6 +61,38 @@ def test_ctr_columns_leave_out_the_scored_fold_and_the_rows_own_fold(design: Fol
     dense = design.matrix(FeatureSet.DENSE, Fold(0))
     assert np.array_equal(full[:, -design.layout.n_ctr:].toarray(), dense[:, n_dense:], equal_nan=True)
     assert design.labels(Refit()).shape == design.y.shape
+
+
+@pytest.mark.parametrize("feature_set", [FeatureSet.DENSE, FeatureSet.FULL])
+def test_the_design_of_some_fit_rows_is_those_rows_of_the_whole_design(design: FoldDesign,
+                                                                       feature_set: FeatureSet) -> None:
+    task = Fold(1)
+    whole = design.matrix(feature_set, task)
+    whole = whole.toarray() if sp.issparse(whole) else whole.copy()
+    rows = np.sort(np.random.default_rng(0).choice(len(whole), len(whole) // 3, replace=False))
+    part = design.matrix(feature_set, task, rows)
+    part = part.toarray() if sp.issparse(part) else part
+    assert np.array_equal(part, whole[rows], equal_nan=True)
+    with pytest.raises(ValueError, match="fit rows only"):
+        next(design.chunks(feature_set, task, Part.HELD, rows=rows))
+
+
+@pytest.mark.parametrize("model", ["easy_dense", "reference_dense", "cascade_dense"])
+def test_fit_model_builds_only_the_rows_the_bags_read_and_trains_the_same_bags(design: FoldDesign,
+                                                                              model: str) -> None:
+    settings = replace(load_config(ROOT / "tests" / "fast.toml").train, n_bags=2, n_estimators=8)
+    spec, task = parse_model(model), Fold(2)
+    est = fit_model(design, settings, spec, task)
+    built = design._fit_cache[1]  # noqa: SLF001 (the matrix fit_model had the design build)
+    plan = est.plan(design.labels(task))
+    # EasyEnsemble's bags read a part of the rows; the reference model's all; the cascade's depend on its stages
+    assert plan is None if model.startswith("cascade") else plan is not None
+    assert built.shape[0] == (len(plan.rows) if plan is not None else len(design.labels(task)))
+    assert (built.shape[0] < len(design.labels(task))) is model.startswith("easy")
+    categorical = design.layout.categorical(spec.feature_set, settings.categorical_crosses)
+    direct = build_model(spec, settings, categorical).fit(design.matrix(spec.feature_set, task),
+                                                          design.labels(task))
+    assert [b.model_to_string() for b in est.estimators_] == [b.model_to_string() for b in direct.estimators_]
 
 
 def _shuffled_build(tmp: Path) -> tuple[TrainInputs, TrainJob]:

@@ -2,7 +2,8 @@
 
 Each section of the config file is read by one stage and becomes one frozen
 dataclass (:class:`LoadSettings`, :class:`FoldSettings`,
-:class:`FeatureSettings`, :class:`TrainSettings`); their field defaults are
+:class:`FeatureSettings`, :class:`TrainSettings`, :class:`ExploreSettings`,
+:class:`TuneSettings`); their field defaults are
 the project's defaults (``config/default.toml`` restates them, and a test
 keeps the two equal). A setting that is unknown, of the wrong type or out of
 range is a :class:`~core.LookalikeError` naming the file and the key.
@@ -16,19 +17,22 @@ import json
 import os
 import tomllib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from core import LookalikeError
 from ensemble import COMBINERS, DEVICES, lgbm_param_name, owned_param
 from features import CTR_AGGREGATIONS
 
 __all__ = [
+    "ExploreSettings",
     "FeatureSettings",
     "FoldSettings",
     "LoadSettings",
     "SettingError",
     "Settings",
+    "TUNABLE_TRAIN_KEYS",
     "TrainSettings",
+    "TuneSettings",
     "as_dict",
     "config_hash",
     "load_config",
@@ -93,11 +97,34 @@ class FeatureSettings:
                                f"{', '.join(CTR_AGGREGATIONS)}, each once")
 
 
+@dataclass(frozen=True)
+class ExploreSettings:
+    """``[explore]``: the exploration report and the seed profiles (``make explore``)."""
+
+    top_values: int = 15  #: values per field in the conversion-rate bars (the rest pooled)
+    min_support: int = 1000  #: training rows a value needs for its own bar
+    min_df: int = 20  #: users a token needs to be counted per aid (rarer ones only pooled)
+    max_len: int = 30  #: list lengths from this on share one bin
+    association_rows: int = 200_000  #: training rows sampled for the association matrix
+    max_levels: int = 20  #: values per field in the association matrix (the rest pooled)
+    seed_tokens: int = 50  #: tokens per aid in reports/seeds/<aid>.csv
+    seed_min_support: int = 20  #: rows of the aid a token needs to be profiled
+    seed: int = 0  #: of the association sample
+
+    def __post_init__(self) -> None:
+        for key in ("top_values", "min_support", "min_df", "max_len", "association_rows", "seed_tokens",
+                    "seed_min_support"):
+            _at_least(key, getattr(self, key), 1)
+        _at_least("max_levels", self.max_levels, 2)
+
+
 def _default_lgbm() -> dict[str, LGBMValue]:
     # learning rate 0.1 with 3 bags: on `medium`, folds 0-1, easy_dense lost 0.0023 AUC
     # against 0.05 with 5 bags, at half the time (README, "Findings")
+    # max_bin 63: at full scale, fold 0, held-out AUC 0.72838 against 0.72817 with 255, boosting -14%
+    # and binning -33% (README, "Train stage profile")
     return {"learning_rate": 0.1, "num_leaves": 31, "min_child_samples": 50, "feature_fraction": 0.5,
-            "lambda_l2": 1.0}
+            "lambda_l2": 1.0, "max_bin": 63}
 
 
 #: ``[train]`` keys of earlier versions that are now LightGBM parameters in ``[train.lgbm]``
@@ -187,6 +214,78 @@ def _check_scheduler(scheduler: str) -> None:
         raise SettingError("scheduler", f"{scheduler!r}: use '', 'local:N' (N >= 1 workers) or 'tcp://host:port'")
 
 
+#: ``[train]`` settings a search space may name (every other key is a LightGBM parameter)
+TUNABLE_TRAIN_KEYS = ("n_bags", "ratio", "n_estimators", "early_stopping_rounds", "validation_fraction")
+#: how a search-space entry is sampled: uniform, log-uniform, integer, integer log-uniform
+SPACE_KINDS = ("float", "log", "int", "int-log")
+
+
+def _default_space() -> dict[str, tuple]:
+    # around the defaults of [train.lgbm]
+    return {"learning_rate": (0.03, 0.3, "log"), "num_leaves": (15, 127, "int-log"),
+            "min_child_samples": (10, 400, "int-log"), "feature_fraction": (0.3, 1.0, "float"),
+            "lambda_l2": (0.01, 30.0, "log")}
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    """``[tune]`` (and its table ``[tune.space]``): what ``lookalike tune`` searches.
+
+    ``space`` maps a LightGBM parameter (or one of :data:`TUNABLE_TRAIN_KEYS`)
+    to ``[low, high]`` or ``[low, high, kind]`` (kind one of
+    :data:`SPACE_KINDS`; integer bounds without a kind search integers). A
+    ``[tune.space]`` table in the file replaces the default space whole.
+    """
+
+    _replace_tables: ClassVar[tuple[str, ...]] = ("space",)
+
+    model: str = "easy_dense"  #: the model searched (``[train] models`` syntax)
+    n_trials: int = 20  #: trials finished (completed or pruned) when the study stops
+    folds: int = 2  #: the first N folds of the fold file are each trial's subset
+    startup_trials: int = 5  #: trials before the pruner may stop one
+    seed: int = 0  #: of the sampler
+    space: dict[str, tuple] = field(default_factory=_default_space)
+
+    def __post_init__(self) -> None:
+        from pipeline.models import parse_model
+
+        try:
+            parse_model(self.model)
+        except ValueError as exc:
+            raise SettingError("model", str(exc)) from None
+        _at_least("n_trials", self.n_trials, 1)
+        _at_least("folds", self.folds, 1)
+        _at_least("startup_trials", self.startup_trials, 0)
+        if not self.space:
+            raise SettingError("space", "is empty: name at least one parameter to search")
+        space = {}
+        for key, entry in self.space.items():
+            space[key] = _space_entry(key, entry)
+        object.__setattr__(self, "space", space)
+
+
+def _space_entry(key: str, entry: Any) -> tuple:  # noqa: ANN401
+    where = f"space.{key}"
+    if key not in TUNABLE_TRAIN_KEYS:
+        if lgbm_param_name(key) is None:
+            raise SettingError(where, f"is neither a LightGBM parameter nor one of {', '.join(TUNABLE_TRAIN_KEYS)}")
+        if owned_param(key):
+            raise SettingError(where, f"is set by the pipeline itself ({owned_param(key)})")
+    if not isinstance(entry, list | tuple) or len(entry) not in (2, 3):
+        raise SettingError(where, f"must be [low, high] or [low, high, kind], got {entry!r}")
+    low, high = entry[0], entry[1]
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high)):
+        raise SettingError(where, f"bounds must be numbers, got {entry!r}")
+    kind = entry[2] if len(entry) == 3 else ("int" if isinstance(low, int) and isinstance(high, int) else "float")
+    if kind not in SPACE_KINDS:
+        raise SettingError(where, f"kind {kind!r} is none of {', '.join(SPACE_KINDS)}")
+    if not low < high:
+        raise SettingError(where, f"needs low < high, got {entry!r}")
+    if "log" in kind and low <= 0:
+        raise SettingError(where, f"a log range needs low > 0, got {low}")
+    return (low, high, kind)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every stage's settings: one section of the config file each."""
@@ -195,6 +294,8 @@ class Settings:
     folds: FoldSettings = field(default_factory=FoldSettings)
     features: FeatureSettings = field(default_factory=FeatureSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
+    explore: ExploreSettings = field(default_factory=ExploreSettings)
+    tune: TuneSettings = field(default_factory=TuneSettings)
 
 
 def _coerce(path: str, where: str, value: Any, default: Any) -> Any:  # noqa: ANN401
@@ -246,6 +347,11 @@ def load_config(path: str | os.PathLike[str] | None) -> Settings:
             if key not in known:
                 hint = f" (now [{name}.lgbm] {key})" if name == "train" and key in _MOVED_TO_LGBM else ""
                 raise LookalikeError(f"{path}: unknown setting [{name}] {key}{hint}")
+            if key in getattr(cls, "_replace_tables", ()):  # the file's table replaces the default whole
+                if not isinstance(value, dict):
+                    raise LookalikeError(f"{path}: [{name}] {key} must be a table, got {value!r}")
+                kwargs[key] = value
+                continue
             kwargs[key] = _coerce(str(path), f"[{name}] {key}", value, getattr(defaults, key))
         try:
             built[name] = cls(**kwargs)

@@ -17,6 +17,7 @@ from core import LookalikeError, Pairs, UserMatrix
 from ensemble import Blend, per_aid_auc
 from features import MissingRatePruner
 from pipeline.io import Outputs, open_binary, staged_path, write_json
+from pipeline.plots import pyplot, save_figure
 
 __all__ = ["Truth", "read_truth", "write_cv_report", "write_features_report"]
 
@@ -67,6 +68,7 @@ def write_cv_report(
     submitted: np.ndarray | None = None,
     outputs: Outputs | None = None,
     importance: Mapping[str, Mapping[str, float]] | None = None,
+    permutation: Any = None,
 ) -> None:
     """Write ``cv.md`` at ``path``, ``cv.json`` and ``per_aid_auc.png`` beside it (staged in ``outputs``).
 
@@ -77,7 +79,9 @@ def write_cv_report(
     oracle) are reported too. ``submitted``: the test predictions of the
     final model refitted on all training rows. ``importance``: per model,
     each feature group's share of the split gain (a table, ``importance.png``
-    and ``cv.json``).
+    and ``cv.json``). ``permutation``: a
+    :class:`pipeline.stages.train.PermutationImportance` (a table,
+    ``permutation.png`` and ``cv.json``).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -158,6 +162,13 @@ def write_cv_report(
         report["importance"] = {m: dict(g) for m, g in importance.items()}
         lines += _importance_table(importance)
         _plot_importance(path.with_name("importance.png"), importance, outputs)
+    if permutation is not None:
+        report["permutation"] = {"model": permutation.model, "rows": permutation.rows, "auc": permutation.auc,
+                                 "drop": dict(permutation.drop)}
+        lines += _permutation_table(permutation)
+        _plot_permutation(path.with_name("permutation.png"), permutation, outputs)
+    elif outputs is not None:  # a plot of an earlier run would not match this report
+        outputs.remove(path.with_name("permutation.png"))
     if any(r.name.endswith(("_peraid", "_hybrid")) for r in results):
         lines += _per_aid_table(results, y, aid, per_aid)
     write_json(path.with_suffix(".json"), report, outputs)
@@ -200,11 +211,7 @@ def _importance_table(importance: Mapping[str, Mapping[str, float]]) -> list[str
 
 
 def _plot_importance(path: Path, importance: Mapping[str, Mapping[str, float]], outputs: Outputs | None) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     groups = _top_groups(importance)[::-1]
     height = 0.8 / len(importance)
     fig, ax = plt.subplots(figsize=(8, 1.5 + 0.25 * len(groups) * max(1.0, len(importance) / 2)))
@@ -215,10 +222,39 @@ def _plot_importance(path: Path, importance: Mapping[str, Mapping[str, float]], 
     ax.set_xlabel("share of split gain (%)")
     ax.set_title("Feature importance by group")
     ax.legend(fontsize="small")
-    fig.tight_layout()
-    with staged_path(path, outputs) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, outputs)
+
+
+def _permutation_table(perm: Any) -> list[str]:  # noqa: ANN401
+    lines = [
+        "## Permutation importance",
+        "",
+        f"`{perm.model}`: {perm.rows:,} sampled training rows, each predicted by the fold model that did not "
+        f"train on it (mean per-aid AUC {perm.auc:.4f}); per feature group, the AUC lost when the group's "
+        "columns are permuted across the rows of a fold (one permutation for the group). A drop near 0 "
+        "says the model does not need the group, given the others; a negative one is noise. "
+        "`[train] permutation_rows` sets the sample.",
+        "",
+        "![permutation importance](permutation.png)",
+        "",
+        "| group | AUC drop |",
+        "|---|---:|",
+    ]
+    lines += [f"| {g} | {d:+.4f} |" for g, d in list(perm.drop.items())[:_TOP_GROUPS]]
+    rest = list(perm.drop.values())[_TOP_GROUPS:]
+    if rest:
+        lines.append(f"| {len(rest)} other groups | {min(rest):+.4f} to {max(rest):+.4f} each |")
+    return [*lines, ""]
+
+
+def _plot_permutation(path: Path, perm: Any, outputs: Outputs | None) -> None:  # noqa: ANN401
+    items = list(perm.drop.items())[:_TOP_GROUPS][::-1]
+    fig, ax = pyplot().subplots(figsize=(8, 1.5 + 0.3 * len(items)))
+    ax.barh(range(len(items)), [d for _, d in items], color="tab:orange")
+    ax.set_yticks(range(len(items)), [g for g, _ in items])
+    ax.set_xlabel("out-of-fold mean per-aid AUC lost when permuted")
+    ax.set_title(f"Permutation importance ({perm.model}, {perm.rows:,} rows)")
+    save_figure(fig, path, outputs)
 
 
 def _per_aid_table(
@@ -271,21 +307,13 @@ def _per_aid_table(
 
 
 def _plot(path: Path, per_aid: dict[str, dict[int, float]], outputs: Outputs | None) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = pyplot().subplots(figsize=(8, 4))
     names = list(per_aid)
     ax.boxplot([list(per_aid[n].values()) for n in names], vert=False)
     ax.set_yticks(range(1, len(names) + 1), names)
     ax.set_xlabel("per-aid AUC (out of fold)")
     ax.set_title("Per-aid AUC by model")
-    fig.tight_layout()
-    with staged_path(path, outputs) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, outputs)
 
 
 def write_features_report(

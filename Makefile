@@ -26,9 +26,12 @@ TRUTH      := $(DATA)/test1.truth.csv
 # temporary names and renames them into place only when the stage has finished, so a
 # failed or interrupted recipe leaves the previous outputs intact. make's own deletion
 # (of every target of a grouped rule, on an error or a signal) would destroy them.
-.PRECIOUS: $(RAW) $(LOADED) $(FOLDS) $(FEATURES) $(REPORTS)/features.md $(TRAINED) $(SUBMISSION)
+EXPLORED   := $(REPORTS)/explore.md
+TUNED      := $(REPORTS)/tune.toml
+
+.PRECIOUS: $(RAW) $(LOADED) $(FOLDS) $(FEATURES) $(REPORTS)/features.md $(TRAINED) $(SUBMISSION) $(EXPLORED) $(TUNED)
 .DEFAULT_GOAL := help
-.PHONY: help install data load folds features train submit all test bench clean clean-data
+.PHONY: help install data load folds features explore tune train submit all test bench clean clean-data
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -64,6 +67,18 @@ $(FEATURES) $(REPORTS)/features.md &: $(LOADED) $(FOLDS) $(CONFIG) | $(LOOKALIKE
 	  --report $(REPORTS)/features.md --config $(CONFIG)
 
 features: $(FEATURES) ## build the sparse and dense feature sets
+
+$(EXPLORED): $(LOADED) $(CONFIG) | $(LOOKALIKE)
+	$(LOOKALIKE) explore --interim $(INTERIM) --report $@ --config $(CONFIG)
+
+explore: $(EXPLORED) ## report on the loaded data and profile every seed (reports/explore.md, reports/seeds/)
+
+# The study (tune.db) is never removed by make: a re-run resumes it (raise [tune] n_trials for more).
+$(TUNED): $(FEATURES) $(FOLDS) $(CONFIG) | $(LOOKALIKE)
+	$(LOOKALIKE) tune --features $(BUILD)/features --interim $(INTERIM) --folds $(FOLDS) \
+	  --study $(REPORTS)/tune.db --out $@ --report $(REPORTS)/tune.md --config $(CONFIG)
+
+tune: $(TUNED) ## search the settings with Optuna; best config in reports/tune.toml
 
 $(TRAINED) &: $(FEATURES) $(FOLDS) $(CONFIG) | $(LOOKALIKE)
 	$(LOOKALIKE) train --features $(BUILD)/features --interim $(INTERIM) --folds $(FOLDS) \

@@ -17,7 +17,7 @@ from ensemble._bagging import (
 from ensemble._blend import COMBINERS, AidRank, Blend, Stack, make_combiner, nested_oof
 from ensemble._device import DEVICES, resolve_device
 from ensemble._peraid import PerAidLGBM
-from ensemble.importance import gain_importance, group_shares
+from ensemble.importance import gain_importance, group_shares, permuted_columns
 from ensemble.metrics import AidAUC, fold_scores, per_aid_auc
 
 __all__ = [
@@ -42,5 +42,6 @@ __all__ = [
     "nested_oof",
     "owned_param",
     "per_aid_auc",
+    "permuted_columns",
     "resolve_device",
 ]

@@ -159,6 +159,58 @@ def _run_features(args: argparse.Namespace) -> None:
     run_features(args.interim, args.folds, args.out, args.report, load_config(args.config).features)
 
 
+def _add_explore(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "explore",
+        help="report on the loaded data and profile every seed",
+        description="From the loaded data (not the raw files): per field its presence, list lengths and the "
+        "conversion rate of its frequent values; per aid its rows and base rate; users across rows and the "
+        "history signal; Cramer's V between fields; and per aid the tokens most over-represented among its "
+        "positives. Writes REPORT, its figures in explore/ and the seed profiles in seeds/ beside it.",
+    )
+    p.add_argument("--interim", required=True, type=Path, help="output folder of `load`")
+    p.add_argument("--report", required=True, type=Path, help="Markdown report to write (e.g. reports/explore.md)")
+    _add_config(p)
+    p.set_defaults(run=_run_explore)
+
+
+def _run_explore(args: argparse.Namespace) -> None:
+    from pipeline.config import load_config
+    from pipeline.stages.explore import run_explore
+
+    run_explore(args.interim, args.report, load_config(args.config).explore)
+
+
+def _add_tune(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "tune",
+        help="search a model's settings with Optuna; write the best config",
+        description="Run (or resume) an Optuna study over the [tune.space] of the config: each trial trains "
+        "[tune] model on the first [tune] folds folds and scores their out-of-fold mean per-aid AUC (bad "
+        "trials pruned after one fold). The study is kept in the SQLite file STUDY, so an interrupted run "
+        "resumes with its finished trials. Writes the best settings as a config (OUT) and a report. "
+        "Needs pip install 'lookalike[tune]'.",
+    )
+    p.add_argument("--features", required=True, type=Path, help="feature folder of `features`")
+    p.add_argument("--interim", required=True, type=Path, help="output folder of `load`")
+    p.add_argument("--folds", required=True, type=Path, help="the fold file")
+    p.add_argument("--study", required=True, type=Path, help="SQLite file of the study (e.g. reports/tune.db)")
+    p.add_argument("--out", required=True, type=Path, help="best config to write (TOML)")
+    p.add_argument("--report", required=True, type=Path, help="Markdown report to write")
+    _add_config(p)
+    p.set_defaults(run=_run_tune)
+
+
+def _run_tune(args: argparse.Namespace) -> None:
+    from pipeline.config import load_config
+    from pipeline.stages.tune import run_tune
+
+    settings = load_config(args.config)
+    _require(args.features / "columns.json", args.interim / "pairs.npz", args.folds)
+    text = args.config.read_text() if args.config is not None else ""
+    run_tune(args.features, args.interim, args.folds, args.study, args.out, args.report, settings, text)
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
@@ -271,7 +323,7 @@ def _run_score(args: argparse.Namespace) -> None:
 
 
 _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_synth, _add_load, _add_folds, _add_features, _add_train, _add_submit, _add_check, _add_score,
+    _add_synth, _add_load, _add_folds, _add_features, _add_explore, _add_tune, _add_train, _add_submit, _add_check, _add_score,
 ]
 
 
@@ -280,7 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="lookalike",
         description="Lookalike pipeline for the Tencent 2018 competition format. "
-        "Stages: synth -> load -> folds -> features -> train -> submit; score reloads a model.",
+        "Stages: synth -> load -> folds -> features -> train -> submit; explore reports on the loaded data, tune searches settings; "
+        "score reloads a model.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")

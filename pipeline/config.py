@@ -157,6 +157,7 @@ class TrainSettings:
     scheduler: str = ""  #: "" here; "local:N" or "tcp://host:port" (Dask)
     min_positives: int = 30  #: per-aid models: smaller seeds use the global model
     chunk_rows: int = 500_000  #: held-out and test rows built and predicted at a time
+    permutation_rows: int = 50_000  #: training rows of the permutation importance in cv.md (0: none)
     lgbm: dict[str, LGBMValue] = field(default_factory=_default_lgbm)
 
     def __post_init__(self) -> None:
@@ -190,6 +191,7 @@ class TrainSettings:
         _check_scheduler(self.scheduler)
         _at_least("min_positives", self.min_positives, 1)
         _at_least("chunk_rows", self.chunk_rows, 1)
+        _at_least("permutation_rows", self.permutation_rows, 0)
         for key, value in self.lgbm.items():
             if not isinstance(value, bool | int | float | str):
                 raise SettingError(f"lgbm.{key}", f"must be a number, a string or a boolean, got {value!r}")

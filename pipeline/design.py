@@ -237,17 +237,18 @@ class FoldDesign:
         """The design of ``part``'s rows of ``task``, chunk by chunk, in row order.
 
         For the dense set, ``into`` (rows of ``part`` x columns) is filled in
-        place and the chunks yielded are its row slices. ``rows`` (``FIT``
-        only): sorted positions among the task's fit rows, to build only those.
+        place and the chunks yielded are its row slices. ``rows`` (``FIT`` and
+        ``HELD``): sorted positions among the part's rows, to build only those.
         """
         source = self._test if part is Part.TEST else self._train
         n, at = source.sparse.shape[0], 0
         wanted = None
-        if part is Part.FIT and rows is not None:
+        if rows is not None:
+            if part is Part.TEST:
+                raise ValueError("rows select among the fit or held-out rows only")
+            in_part = self.fit_rows(task) if part is Part.FIT else ~self.fit_rows(task)
             wanted = np.zeros(n, dtype=bool)
-            wanted[np.flatnonzero(self.fit_rows(task))[rows]] = True
-        elif rows is not None:
-            raise ValueError("rows select among the fit rows only")
+            wanted[np.flatnonzero(in_part)[rows]] = True
         for start in range(0, n, self.chunk_rows):
             stop = min(start + self.chunk_rows, n)
             keep = np.arange(start, stop)

@@ -7,9 +7,9 @@ stacking and reports read. The test predictions are those of the model
 refitted on all rows with ``[train] refit`` (models that are not refitted
 then have none), else the average of the fold models'. The stage runs as steps
 that each do one thing (:func:`run_train` lists them): read and check every
-input, build the design, cross-validate, combine, save the cross-validation
-outputs, refit what is submitted, save the submission's predictions and the
-scorer, write the report.
+input, build the design, cross-validate, combine, measure the permutation
+importance, save the cross-validation outputs, refit what is submitted, save
+the submission's predictions and the scorer, write the report.
 """
 
 from __future__ import annotations
@@ -23,17 +23,19 @@ from typing import Any
 
 import lightgbm as lgb
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 from tqdm.auto import tqdm
 
 from core import LookalikeError, Pairs
 from ensemble import (
     COMBINERS, PerAidLGBM, fold_scores, gain_importance, group_shares, make_combiner, nested_oof, per_aid_auc,
+    permuted_columns,
 )
 from features import FeatureSet, PairFeaturizer
 from pipeline.artifact import ArtifactKind, check_artifact, load_artifact, save_artifact
 from pipeline.config import TrainSettings, as_dict, config_hash
-from pipeline.design import Fold, FoldDesign, Refit, Task, TrainInputs, column_group, feature_names, read_layout
+from pipeline.design import Fold, FoldDesign, Part, Refit, Task, TrainInputs, column_group, feature_names, read_layout
 from pipeline.files import read_folds, read_test_pairs, read_train_pairs, write_predictions
 from pipeline.io import Outputs, PathLike, stage_outputs
 from pipeline.models import parse_model
@@ -42,8 +44,8 @@ from pipeline.scorer import ScoredModel, Scorer
 from pipeline.tasks import TaskOutput, TrainJob, run_task
 
 __all__ = [
-    "CVResult", "TrainData", "choose_final", "combine", "cross_validate", "fallback_aids", "feature_importance",
-    "read_inputs", "run_train",
+    "CVResult", "PermutationImportance", "TrainData", "choose_final", "combine", "cross_validate", "fallback_aids",
+    "feature_importance", "permutation_importance", "read_inputs", "run_train",
 ]
 
 logger = logging.getLogger(__name__)
@@ -191,6 +193,61 @@ def feature_importance(results: list[CVResult], columns: Path) -> dict[str, dict
             for r in results if r.estimators}
 
 
+@dataclass(frozen=True)
+class PermutationImportance:
+    """The out-of-fold mean per-aid AUC lost when one feature group is permuted."""
+
+    model: str  #: the model permuted (the submitted one, or the best model when a combination is submitted)
+    rows: int  #: sampled training rows, each scored by the fold model that held it out
+    auc: float  #: their mean per-aid AUC unpermuted
+    drop: dict[str, float]  #: per group, ``auc`` minus the AUC with the group permuted, largest first
+
+
+def permutation_importance(design: FoldDesign, results: list[CVResult], final: CVResult, data: TrainData,
+                           columns: Path, settings: TrainSettings) -> PermutationImportance | None:
+    """Out-of-fold permutation importance per feature group (``[train] permutation_rows`` sampled rows).
+
+    The model is the submitted one, or the best model by out-of-fold score
+    when a blend or stack is submitted. Each sampled row is predicted by the
+    fold model that did not train on it, once as it is and once per group
+    with that group's columns permuted across the fold's sampled rows
+    (:func:`ensemble.permuted_columns`); the drop is the mean per-aid AUC of
+    the sample minus that with the group permuted. ``None`` when
+    ``permutation_rows`` is 0.
+    """
+    if not settings.permutation_rows:
+        return None
+    model = final if final.estimators else max(
+        (r for r in results if r.estimators), key=lambda r: data.score(r.oof))
+    feature_set = parse_model(model.name).feature_set
+    _, spec = read_layout(columns)
+    names = [column_group(n, tuple(spec.groups)) for n in feature_names(columns, feature_set)]
+    groups: dict[str, list[int]] = {}
+    for j, g in enumerate(names):
+        groups.setdefault(g, []).append(j)
+    rng = np.random.default_rng(settings.seed)
+    sample = np.sort(rng.choice(len(data.y), min(settings.permutation_rows, len(data.y)), replace=False))
+    base = np.empty(len(sample))
+    permuted = {g: np.empty(len(sample)) for g in groups}
+    for est, task in zip(model.estimators, model.tasks, strict=True):
+        held = np.flatnonzero(data.folds == task.k)
+        where = np.flatnonzero(np.isin(sample, held))
+        if not len(where):
+            continue
+        parts = list(design.chunks(feature_set, task, Part.HELD, rows=np.searchsorted(held, sample[where])))
+        X = sp.vstack(parts, format="csr") if sp.issparse(parts[0]) else np.vstack(parts)
+        base[where] = est.predict_proba(X)[:, 1]
+        for g, Xp in permuted_columns(X, groups, rng):
+            permuted[g][where] = est.predict_proba(Xp)[:, 1]
+    y, aid = data.y[sample], data.aid[sample]
+    auc = per_aid_auc(y, base, aid).mean
+    drop = {g: auc - per_aid_auc(y, p, aid).mean for g, p in permuted.items()}
+    drop = dict(sorted(drop.items(), key=lambda kv: -kv[1]))
+    logger.info("permutation importance of %s on %s rows: largest drop %s", model.name, f"{len(sample):,}",
+                next(iter(drop.items()), None))
+    return PermutationImportance(model.name, len(sample), auc, drop)
+
+
 def choose_final(results: list[CVResult], wanted: str, y: np.ndarray, aid: np.ndarray) -> CVResult:
     """The result named ``wanted``, or with ``"auto"`` the best by out-of-fold score."""
     if wanted == "auto":
@@ -294,9 +351,10 @@ def run_train(features: PathLike, interim: PathLike, folds_path: PathLike, build
     results = cross_validate(design, job, data)  # 3
     design.release()  # the last fold's matrix: not needed to combine
     combos = combine(results, data, settings.seed) if len(results) > 1 else []  # 4
+    final = choose_final(results + combos, settings.final, data.y, data.aid)
+    permutation = permutation_importance(design, results, final, data, inputs.columns, settings)
     with stage_outputs() as outputs:  # every file below is renamed into place only when all are written
         save_cv_outputs(build, results + combos, data, settings, features, outputs)  # 5
-        final = choose_final(results + combos, settings.final, data.y, data.aid)
         if settings.refit:  # 6
             submitted, models = refit(design, job, final, results, data, build, outputs)
             design.release()
@@ -310,4 +368,4 @@ def run_train(features: PathLike, interim: PathLike, folds_path: PathLike, build
         save_scorer(build / "models" / "scorer.joblib", scorer, final, data, settings, features, outputs)  # 8
         write_cv_report(report, results + combos, final.name, data.y, data.aid, data.test.aid, data.truth,  # 9
                         submitted=submitted if settings.refit else None, outputs=outputs,
-                        importance=feature_importance(results, inputs.columns))
+                        importance=feature_importance(results, inputs.columns), permutation=permutation)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
-from ensemble import EasyEnsembleLGBM, PerAidLGBM, gain_importance, group_shares
+from ensemble import EasyEnsembleLGBM, PerAidLGBM, gain_importance, group_shares, permuted_columns
 
 
 def _tree_gains(booster, n_features: int) -> np.ndarray:  # noqa: ANN001
@@ -57,3 +58,23 @@ def test_an_estimator_without_trees_is_refused() -> None:
 
     with pytest.raises(TypeError, match="LogisticRegression"):
         gain_importance(LogisticRegression())
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_permuted_columns_move_each_group_with_one_permutation(sparse: bool) -> None:
+    rng = np.random.default_rng(0)
+    dense = rng.standard_normal((40, 6))
+    dense[rng.random((40, 6)) < 0.4] = 0.0
+    X = sp.csr_matrix(dense) if sparse else dense.copy()
+    groups = {"a": [0, 3], "b": [5]}
+    out = list(permuted_columns(X, groups, np.random.default_rng(7)))
+    ref_rng = np.random.default_rng(7)
+    assert [g for g, _ in out] == ["a", "b"]
+    for (name, Xp), cols in zip(out, groups.values(), strict=True):
+        perm = ref_rng.permutation(40)  # the permutation the function drew for this group
+        got = Xp.toarray() if sparse else Xp
+        assert sp.issparse(Xp) is sparse
+        for j in range(6):
+            want = dense[perm, j] if j in cols else dense[:, j]
+            assert np.array_equal(got[:, j], want), (name, j)
+    assert np.array_equal(X.toarray() if sparse else X, dense)  # X itself untouched

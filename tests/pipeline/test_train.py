@@ -20,7 +20,9 @@ from pipeline.files import read_test_pairs, read_train_pairs
 from pipeline.stages.features import run_features
 from pipeline.stages.folds import run_folds
 from pipeline.stages.load import run_load
-from pipeline.stages.train import cross_validate, read_inputs, run_train
+from pipeline.stages.train import (
+    cross_validate, feature_importance, permutation_importance, read_inputs, run_train,
+)
 from pipeline.synth import generate, size_for_scale
 from pipeline.models import build_model, parse_model
 from pipeline.tasks import TrainJob, fit_model, run_task
@@ -73,8 +75,14 @@ def test_the_design_of_some_fit_rows_is_those_rows_of_the_whole_design(design: F
     part = design.matrix(feature_set, task, rows)
     part = part.toarray() if sp.issparse(part) else part
     assert np.array_equal(part, whole[rows], equal_nan=True)
-    with pytest.raises(ValueError, match="fit rows only"):
-        next(design.chunks(feature_set, task, Part.HELD, rows=rows))
+    held = list(design.chunks(feature_set, task, Part.HELD))
+    held = sp.vstack(held).toarray() if sp.issparse(held[0]) else np.vstack(held)
+    some = np.arange(0, len(held), 3)
+    part = list(design.chunks(feature_set, task, Part.HELD, rows=some))
+    part = sp.vstack(part).toarray() if sp.issparse(part[0]) else np.vstack(part)
+    assert np.array_equal(part, held[some], equal_nan=True)
+    with pytest.raises(ValueError, match="fit or held-out rows only"):
+        next(design.chunks(feature_set, task, Part.TEST, rows=rows))
 
 
 @pytest.mark.parametrize("model", ["easy_dense", "reference_dense", "cascade_dense"])
@@ -188,3 +196,26 @@ def test_the_report_has_the_gain_importance_of_every_model(built: Path) -> None:
     assert not any(g.startswith("CTR ") for g in cv["importance"]["reference_raw"])
     text = (built / "reports" / "cv.md").read_text()
     assert "## Feature importance" in text and (built / "reports" / "importance.png").stat().st_size > 1000
+    # the stack is submitted: the permutation importance is that of the best model out of fold
+    best = max((r for r in cv["models"] if r["model"] in models), key=lambda r: r["oof_mean_aid_auc"])
+    assert cv["permutation"]["model"] == best["model"] and cv["permutation"]["drop"]
+    assert "## Permutation importance" in text and (built / "reports" / "permutation.png").stat().st_size > 1000
+
+
+def test_permutation_importance_is_zero_for_unused_groups_and_the_oof_score_unpermuted(built: Path) -> None:
+    build = built / "build"
+    settings = replace(load_config(ROOT / "tests" / "fast.toml").train, models=("easy_dense",),
+                       permutation_rows=10**9)  # every row: the unpermuted score is the out-of-fold one
+    job = TrainJob(_inputs(build), settings)
+    data = read_inputs(job.inputs, None)
+    design = job.open_design()
+    results = cross_validate(design, job, data)
+    perm = permutation_importance(design, results, results[0], data, job.inputs.columns, settings)
+    assert perm.model == "easy_dense" and perm.rows == len(data.y)
+    assert perm.auc == pytest.approx(data.score(results[0].oof), abs=1e-12)
+    gain = feature_importance(results, job.inputs.columns)["easy_dense"]
+    unused = set(perm.drop) - set(gain)
+    assert unused and all(perm.drop[g] == 0.0 for g in unused)  # trees that never split on it
+    assert max(perm.drop.values()) > 0.0 and list(perm.drop.values()) == sorted(perm.drop.values(), reverse=True)
+    assert permutation_importance(design, results, results[0], data, job.inputs.columns,
+                                  replace(settings, permutation_rows=0)) is None

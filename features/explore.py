@@ -298,6 +298,16 @@ def _codes(values: np.ndarray, max_levels: int) -> np.ndarray:
     return np.minimum(rank[inv], max_levels - 1)
 
 
+def _field_codes(main: np.ndarray, max_levels: int) -> np.ndarray:
+    """Levels of a field's main token (``-1``: none): the ``max_levels - 2`` most frequent values,
+    one level pooling the others, and ``missing`` always a level of its own (the last)."""
+    codes = np.full(len(main), max_levels - 1, np.int64)
+    present = main >= 0
+    if present.any():
+        codes[present] = _codes(main[present], max_levels - 1)
+    return codes
+
+
 def cramers_v(a: np.ndarray, b: np.ndarray) -> float:
     """Cramer's V of two categorical code arrays (``scipy.stats.contingency.association``);
     0 when either has one level."""
@@ -315,8 +325,9 @@ def association(users: UserMatrix, train: Pairs, sample: int = 200_000, max_leve
 
     Each field is one categorical value per row: the user's token of the
     field held by the most users (its "main" value; ``missing`` when it has
-    none), with the ``max_levels - 1`` most frequent values kept and the rest
-    pooled. For a single-valued field that is its value; for a list field it
+    none, always a level of its own), with the ``max_levels - 2`` most
+    frequent values kept and the rest pooled into one level (``max_levels``
+    levels at most; the aid likewise, without a missing level). For a single-valued field that is its value; for a list field it
     is the most common token of the list. ``sample`` rows are drawn without
     replacement (all rows when there are fewer). Returns a square DataFrame.
     """
@@ -329,7 +340,9 @@ def association(users: UserMatrix, train: Pairs, sample: int = 200_000, max_leve
         col_field[f.offset : f.stop] = i
         df[f.offset : f.stop] = f.df
     main = _main_token(users.indptr, users.indices, train.user_row[take].astype(np.int64), col_field, df, n_fields)
-    variables = {f.name: _codes(main[:, i], max_levels) for i, f in enumerate(users.fields)}
+    if max_levels < 3:
+        raise ValueError(f"max_levels must be at least 3 (a value, the pooled rest, missing), got {max_levels}")
+    variables = {f.name: _field_codes(main[:, i], max_levels) for i, f in enumerate(users.fields)}
     variables["aid"] = _codes(train.aid_idx[take], max_levels)
     variables["label"] = train.label[take].astype(np.int64)
     names = list(variables)

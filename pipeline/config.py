@@ -106,7 +106,7 @@ class ExploreSettings:
     min_df: int = 20  #: users a token needs to be counted per aid (rarer ones only pooled)
     max_len: int = 30  #: list lengths from this on share one bin
     association_rows: int = 200_000  #: training rows sampled for the association matrix
-    max_levels: int = 20  #: values per field in the association matrix (the rest pooled)
+    max_levels: int = 20  #: levels per field in the association matrix (frequent values, the rest, missing)
     seed_tokens: int = 50  #: tokens per aid in reports/seeds/<aid>.csv
     seed_min_support: int = 20  #: rows of the aid a token needs to be profiled
     seed: int = 0  #: of the association sample
@@ -115,7 +115,7 @@ class ExploreSettings:
         for key in ("top_values", "min_support", "min_df", "max_len", "association_rows", "seed_tokens",
                     "seed_min_support"):
             _at_least(key, getattr(self, key), 1)
-        _at_least("max_levels", self.max_levels, 2)
+        _at_least("max_levels", self.max_levels, 3)
 
 
 def _default_lgbm() -> dict[str, LGBMValue]:

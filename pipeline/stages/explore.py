@@ -117,6 +117,7 @@ def _fields_section(counts: RowCounts, settings: ExploreSettings, fig_dir: Path)
         "| field | kind | presence | mean length (present) | rate present | rate missing | values counted |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
+    base = counts.aid_pos.sum() / max(int(counts.aid_rows.sum()), 1)
     for i, f in enumerate(counts.fields):
         rows, pos = counts.length_rows[i], counts.length_pos[i]
         n = max(int(rows.sum()), 1)
@@ -127,18 +128,20 @@ def _fields_section(counts: RowCounts, settings: ExploreSettings, fig_dir: Path)
         lines.append(f"| {f.name} | {f.kind} | {present / n:.3f} | {mean_len:.2f} | {rate_p:.4f} | {rate_m:.4f} "
                      f"| {len(counts.field_columns(f.name)):,} of {f.size:,} |")
         _plot_field(f.name, value_rates(counts, f.name, settings.top_values, settings.min_support),
-                    length_rates(counts, f.name), fig_dir / f"field_{f.name}.png")
+                    length_rates(counts, f.name), base, fig_dir / f"field_{f.name}.png")
     lines += ["", "Per field: " + ", ".join(f"[{f.name}](explore/field_{f.name}.png)" for f in counts.fields), ""]
     return lines
 
 
-def _plot_field(name: str, values: pd.DataFrame, lengths: pd.DataFrame, path: Path) -> None:
+def _plot_field(name: str, values: pd.DataFrame, lengths: pd.DataFrame, base: float, path: Path) -> None:
     plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     y = np.arange(len(values))[::-1]
     left.barh(y, values["rate"], xerr=_error_bars(values), color="tab:blue", ecolor="gray", capsize=2)
     left.set_yticks(y, [f"{v} ({r:,})" for v, r in zip(values["value"], values["rows"], strict=True)],
                     fontsize="small")
+    left.axvline(base, color="black", linestyle="--", linewidth=1, label=f"all rows {base:.4f}")
+    left.legend(fontsize="small", loc="lower right")
     left.set_xlabel("conversion rate (95% CI)")
     left.set_title(f"{name}: rate by value (rows)")
     x = np.arange(len(lengths))
@@ -147,6 +150,7 @@ def _plot_field(name: str, values: pd.DataFrame, lengths: pd.DataFrame, path: Pa
     right.set_ylabel("share of rows")
     twin = right.twinx()
     twin.errorbar(x, lengths["rate"], yerr=_error_bars(lengths), color="tab:red", marker=".", capsize=2)
+    twin.axhline(base, color="black", linestyle="--", linewidth=1)
     twin.set_ylabel("conversion rate", color="tab:red")
     right.set_title(f"{name}: list length")
     save_figure(fig, path)  # inside the staged folder: renamed with it
@@ -230,7 +234,8 @@ def _association_section(assoc: pd.DataFrame, settings: ExploreSettings, fig_dir
         "",
         f"Cramer's V on {settings.association_rows:,} sampled training rows (all when fewer). A field is one "
         "value per row: for a list field, the user's token of it held by the most users; "
-        f"the {settings.max_levels - 1} most frequent values kept, the rest pooled, `missing` a value of its own.",
+        f"the {settings.max_levels - 2} most frequent values kept, the rest pooled into one level, `missing` "
+        "a level of its own.",
         "",
         "![association](explore/association.png)",
         "",

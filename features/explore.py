@@ -353,6 +353,19 @@ def association(users: UserMatrix, train: Pairs, sample: int = 200_000, max_leve
     return pd.DataFrame(v, index=names, columns=names)
 
 
+def _between_variance(effect: np.ndarray, var: np.ndarray) -> float:
+    """DerSimonian-Laird estimate of the variance of the true effects behind ``effect``
+    (each observed with sampling variance ``var``): ``max(0, (Q - (k - 1)) / (S1 - S2 / S1))``
+    with weights ``w = 1 / var``, ``Q = sum w (effect - mean_w)^2``, ``S1 = sum w``, ``S2 = sum w^2``."""
+    if len(effect) < 2:
+        return 0.0
+    w = 1.0 / var
+    s1, s2 = float(w.sum()), float((w * w).sum())
+    mean = float((w * effect).sum() / s1)
+    q = float((w * (effect - mean) ** 2).sum())
+    return max(0.0, (q - (len(effect) - 1)) / (s1 - s2 / s1))
+
+
 def seed_profile(counts: RowCounts, aid_pos: int, top_k: int = 50, min_support: int = 20) -> pd.DataFrame:
     """The tokens most over-represented among aid ``aid_pos``'s positives against its negatives.
 
@@ -363,10 +376,13 @@ def seed_profile(counts: RowCounts, aid_pos: int, top_k: int = 50, min_support: 
     ``se^2 = 1/(a+.5) + 1/(P-a+.5) + 1/(b+.5) + 1/(N-b+.5)``. The shrunk
     ratio is the normal empirical-Bayes posterior mean
     ``lor * tau^2 / (tau^2 + se^2)``, with ``tau^2`` the between-token
-    variance of ``lor`` over the aid's tokens, estimated by the method of
-    moments (``max(0, var(lor) - mean(se^2))``): a token seen in a handful
-    of rows moves towards 0 however extreme its raw ratio. The ``top_k``
-    tokens by shrunk ratio, highest first.
+    variance of ``lor`` over the aid's tokens, estimated as in a
+    random-effects meta-analysis (DerSimonian-Laird, :func:`_between_variance`,
+    which weighs each token by its precision: the plain method of moments,
+    ``var(lor) - mean(se^2)``, is swamped by the rare tokens' huge ``se^2``
+    and gave 0 for some full-scale aids): a token seen in a handful of rows
+    moves towards 0 however extreme its raw ratio. The ``top_k`` tokens by
+    shrunk ratio, highest first.
 
     Columns: ``field``, ``value``, ``positives`` (``a``), ``negatives``
     (``b``), ``share_of_positives`` (``a/P``), ``share_of_negatives``
@@ -384,7 +400,7 @@ def seed_profile(counts: RowCounts, aid_pos: int, top_k: int = 50, min_support: 
     a, b = a[keep], b[keep]
     lor = np.log((a + 0.5) / (P - a + 0.5)) - np.log((b + 0.5) / (N - b + 0.5))
     se2 = 1 / (a + 0.5) + 1 / (P - a + 0.5) + 1 / (b + 0.5) + 1 / (N - b + 0.5)
-    tau2 = max(0.0, float(lor.var()) - float(se2.mean())) if len(lor) > 1 else 0.0
+    tau2 = _between_variance(lor, se2)
     shrunk = lor * tau2 / (tau2 + se2)
     order = np.lexsort((keep, -shrunk))[:top_k]
     cols = counts.columns[keep[order]]

@@ -253,7 +253,7 @@ def _seeds_section(counts: RowCounts, aid_ids: np.ndarray, settings: ExploreSett
         "",
         "Per aid, the tokens most over-represented among its positives against its negatives: the log-odds "
         "ratio of holding the token (0.5 added to each cell), shrunk towards 0 by its standard error "
-        "(empirical Bayes over the aid's tokens, so that a token seen in a handful of rows cannot top the "
+        "(empirical Bayes over the aid's tokens, DerSimonian-Laird, so that a token seen in a handful of rows cannot top the "
         f"list), for tokens held by at least {settings.seed_min_support} of the aid's rows. The "
         f"{settings.seed_tokens} first of every aid are in [`seeds/<aid>.csv`](seeds/) with their support; "
         f"the {_REPORTED_SEEDS} largest seeds here, three tokens each (field=value, shrunk log-odds ratio, "

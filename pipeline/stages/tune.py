@@ -56,6 +56,7 @@ def _optuna() -> Any:  # noqa: ANN401
         raise LookalikeError("lookalike tune needs Optuna: pip install 'lookalike[tune]'") from None
     optuna.logging.disable_default_handler()  # its trial messages go through our logging (-q, -v)
     optuna.logging.enable_propagation()
+    logging.getLogger("optuna").setLevel(logging.NOTSET)  # and obey its level
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return optuna
 

@@ -186,9 +186,14 @@ def test_seed_profiles_shrink_towards_zero_and_rank_the_planted_token_first() ->
     assert top["se"] == pytest.approx(math.sqrt(1 / (a + .5) + 1 / (P - a + .5) + 1 / (b + .5) + 1 / (N - b + .5)))
     assert prof["shrunk_log_odds_ratio"].is_monotonic_decreasing
     assert (prof["shrunk_log_odds_ratio"].abs() <= prof["log_odds_ratio"].abs() + 1e-12).all()
-    # tau^2 by hand over every token with support: the shrinkage factor of the top token
+    # tau^2 by hand (DerSimonian-Laird, a loop) over every token with support: the top token's shrinkage
     full = seed_profile(counts, 0, top_k=1000, min_support=20)
-    tau2 = max(0.0, full["log_odds_ratio"].var(ddof=0) - (full["se"] ** 2).mean())
+    effects, variances = full["log_odds_ratio"].tolist(), (full["se"] ** 2).tolist()
+    weights = [1 / v for v in variances]
+    centre = sum(w * e for w, e in zip(weights, effects)) / sum(weights)
+    q = sum(w * (e - centre) ** 2 for w, e in zip(weights, effects))
+    tau2 = max(0.0, (q - (len(effects) - 1)) / (sum(weights) - sum(w * w for w in weights) / sum(weights)))
+    assert tau2 > 0
     assert top["shrunk_log_odds_ratio"] == pytest.approx(lor * tau2 / (tau2 + top["se"] ** 2))
     # the aid without the planted effect has nothing shrunk far from zero
     assert seed_profile(counts, 1, min_support=20)["shrunk_log_odds_ratio"].abs().max() < 0.3

@@ -141,6 +141,16 @@ def _count_pass(indptr, indices, col_field, col_slot, user_row, aid_idx, y, n_fi
             length_pos[f, b] += yy
 
 
+def _column_fields(users: UserMatrix) -> tuple[np.ndarray, np.ndarray]:
+    """Per user-matrix column, the position of its field and the column's document frequency."""
+    col_field = np.zeros(users.n_cols, np.int32)
+    df = np.zeros(users.n_cols, np.int64)
+    for i, f in enumerate(users.fields):
+        col_field[f.offset : f.stop] = i
+        df[f.offset : f.stop] = f.df
+    return col_field, df
+
+
 def count_rows(users: UserMatrix, train: Pairs, n_aids: int, min_df: int = 20, max_len: int = 30) -> RowCounts:
     """One pass over the training rows: the counts of :class:`RowCounts`.
 
@@ -162,11 +172,7 @@ def count_rows(users: UserMatrix, train: Pairs, n_aids: int, min_df: int = 20, m
     if train.label is None:
         raise ValueError("count_rows needs labelled (training) pairs")
     n_fields = len(users.fields)
-    col_field = np.zeros(users.n_cols, np.int32)
-    df = np.zeros(users.n_cols, np.int64)
-    for i, f in enumerate(users.fields):
-        col_field[f.offset : f.stop] = i
-        df[f.offset : f.stop] = f.df
+    col_field, df = _column_fields(users)
     columns = np.flatnonzero(df >= min_df)
     col_slot = np.full(users.n_cols, -1, np.int64)
     col_slot[columns] = np.arange(len(columns))
@@ -327,21 +333,18 @@ def association(users: UserMatrix, train: Pairs, sample: int = 200_000, max_leve
     field held by the most users (its "main" value; ``missing`` when it has
     none, always a level of its own), with the ``max_levels - 2`` most
     frequent values kept and the rest pooled into one level (``max_levels``
-    levels at most; the aid likewise, without a missing level). For a single-valued field that is its value; for a list field it
-    is the most common token of the list. ``sample`` rows are drawn without
+    levels at most; the aid likewise, without a missing level). For a
+    single-valued field that is its value; for a list field it is the most
+    common token of the list. ``sample`` rows are drawn without
     replacement (all rows when there are fewer). Returns a square DataFrame.
     """
-    rng = np.random.default_rng(seed)
-    take = np.sort(rng.choice(len(train), min(sample, len(train)), replace=False))
-    n_fields = len(users.fields)
-    col_field = np.zeros(users.n_cols, np.int32)
-    df = np.zeros(users.n_cols, np.int64)
-    for i, f in enumerate(users.fields):
-        col_field[f.offset : f.stop] = i
-        df[f.offset : f.stop] = f.df
-    main = _main_token(users.indptr, users.indices, train.user_row[take].astype(np.int64), col_field, df, n_fields)
     if max_levels < 3:
         raise ValueError(f"max_levels must be at least 3 (a value, the pooled rest, missing), got {max_levels}")
+    rng = np.random.default_rng(seed)
+    take = np.sort(rng.choice(len(train), min(sample, len(train)), replace=False))
+    col_field, df = _column_fields(users)
+    main = _main_token(users.indptr, users.indices, train.user_row[take].astype(np.int64), col_field, df,
+                       len(users.fields))
     variables = {f.name: _field_codes(main[:, i], max_levels) for i, f in enumerate(users.fields)}
     variables["aid"] = _codes(train.aid_idx[take], max_levels)
     variables["label"] = train.label[take].astype(np.int64)

@@ -41,7 +41,10 @@ from features import CTREncoder, CTRSpec, DesignLayout, FeatureSet
 from pipeline.files import read_folds, read_test_pairs, read_train_pairs
 from pipeline.io import CSRRowReader, npy_rows
 
-__all__ = ["Fold", "FoldDesign", "Part", "Refit", "Task", "TrainInputs", "column_group", "feature_names", "read_layout"]
+__all__ = [
+    "Fold", "FoldDesign", "Part", "Refit", "Task", "TrainInputs", "column_group", "column_groups", "feature_names",
+    "read_layout",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +135,12 @@ def feature_names(columns_path: Path, feature_set: FeatureSet) -> list[str]:
     if feature_set is FeatureSet.SPARSE:
         return sparse
     return dense + ctr.names() if feature_set is FeatureSet.DENSE else dense + sparse + ctr.names()
+
+
+def column_groups(columns_path: Path, feature_set: FeatureSet) -> tuple[str, ...]:
+    """:func:`column_group` of each of ``feature_set``'s model columns, in order."""
+    _, ctr = read_layout(columns_path)
+    return tuple(column_group(n, tuple(ctr.groups)) for n in feature_names(columns_path, feature_set))
 
 
 def column_group(name: str, ctr_groups: tuple[str, ...] = ("aid", "advertiser", "productType")) -> str:

@@ -35,7 +35,7 @@ from ensemble import (
 from features import FeatureSet, PairFeaturizer
 from pipeline.artifact import ArtifactKind, check_artifact, load_artifact, save_artifact
 from pipeline.config import TrainSettings, as_dict, config_hash
-from pipeline.design import Fold, FoldDesign, Part, Refit, Task, TrainInputs, column_group, feature_names, read_layout
+from pipeline.design import Fold, FoldDesign, Part, Refit, Task, TrainInputs, column_groups, read_layout
 from pipeline.files import read_folds, read_test_pairs, read_train_pairs, write_predictions
 from pipeline.io import Outputs, PathLike, stage_outputs
 from pipeline.models import parse_model
@@ -183,11 +183,9 @@ def combine(results: list[CVResult], data: TrainData, seed: int) -> list[CVResul
 def feature_importance(results: list[CVResult], columns: Path) -> dict[str, dict[str, float]]:
     """Per model, the share of its fold models' split gain held by each feature group
     (:func:`pipeline.design.column_group`), largest first."""
-    _, spec = read_layout(columns)
-
     @functools.cache
     def groups(feature_set: FeatureSet) -> tuple[str, ...]:  # once per set: a sparse set has ~10^5 columns
-        return tuple(column_group(n, tuple(spec.groups)) for n in feature_names(columns, feature_set))
+        return column_groups(columns, feature_set)
 
     return {r.name: group_shares((gain_importance(e) for e in r.estimators), groups(parse_model(r.name).feature_set))
             for r in results if r.estimators}
@@ -220,10 +218,8 @@ def permutation_importance(design: FoldDesign, results: list[CVResult], final: C
     model = final if final.estimators else max(
         (r for r in results if r.estimators), key=lambda r: data.score(r.oof))
     feature_set = parse_model(model.name).feature_set
-    _, spec = read_layout(columns)
-    names = [column_group(n, tuple(spec.groups)) for n in feature_names(columns, feature_set)]
     groups: dict[str, list[int]] = {}
-    for j, g in enumerate(names):
+    for j, g in enumerate(column_groups(columns, feature_set)):
         groups.setdefault(g, []).append(j)
     rng = np.random.default_rng(settings.seed)
     sample = np.sort(rng.choice(len(data.y), min(settings.permutation_rows, len(data.y)), replace=False))

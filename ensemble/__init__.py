@@ -1,4 +1,4 @@
-"""Models: reference LightGBM, EasyEnsemble, BalanceCascade, per-aid models, blending, stacking, metrics.
+"""Models: reference LightGBM, EasyEnsemble, BalanceCascade, per-aid models, NFFM, blending, stacking, metrics.
 
 Pure, array-in / array-out estimators and functions; nothing here reads or
 writes files or imports the ``pipeline`` or ``features`` packages.
@@ -17,8 +17,9 @@ from ensemble._bagging import (
 from ensemble._blend import COMBINERS, AidRank, Blend, Stack, make_combiner, nested_oof
 from ensemble._device import DEVICES, resolve_device
 from ensemble._peraid import PerAidLGBM
-from ensemble.importance import gain_importance, group_shares, permuted_columns
+from ensemble.importance import gain_importance, group_shares, has_gain_importance, permuted_columns
 from ensemble.metrics import AidAUC, fold_scores, per_aid_auc
+from ensemble.nffm import NFFMClassifier
 
 __all__ = [
     "COMBINERS",
@@ -31,12 +32,14 @@ __all__ = [
     "BaseLGBMBagging",
     "Blend",
     "EasyEnsembleLGBM",
+    "NFFMClassifier",
     "PerAidLGBM",
     "ReferenceLGBM",
     "Stack",
     "fold_scores",
     "gain_importance",
     "group_shares",
+    "has_gain_importance",
     "lgbm_param_name",
     "make_combiner",
     "nested_oof",

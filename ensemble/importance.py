@@ -16,7 +16,12 @@ from sklearn.base import BaseEstimator
 from ensemble._bagging import BaseLGBMBagging
 from ensemble._peraid import PerAidLGBM
 
-__all__ = ["gain_importance", "group_shares", "permuted_columns"]
+__all__ = ["gain_importance", "group_shares", "has_gain_importance", "permuted_columns"]
+
+
+def has_gain_importance(estimator: BaseEstimator) -> bool:
+    """Whether :func:`gain_importance` applies (a model of trees: bagged LightGBM or per-aid)."""
+    return isinstance(estimator, PerAidLGBM | BaseLGBMBagging)
 
 
 def gain_importance(estimator: BaseEstimator) -> np.ndarray:

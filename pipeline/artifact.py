@@ -11,6 +11,7 @@ wrote it have the same major.minor versions as the ones loading it
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import json
@@ -38,6 +39,8 @@ class ArtifactKind(StrEnum):
     SCORER = "scorer"  #: the whole scoring pipeline (models/scorer.joblib)
 
 _LIBRARIES = ("numpy", "scipy", "scikit-learn", "lightgbm", "joblib", "pandas", "lookalike")
+#: recorded where installed; a file written with one loads without it (a model that needs it then says so)
+_OPTIONAL_LIBRARIES = ("torch",)
 
 
 def manifest_path(path: str | os.PathLike[str]) -> Path:
@@ -62,6 +65,9 @@ def library_versions() -> dict[str, str]:
             out[lib] = importlib.metadata.version(lib)
         except importlib.metadata.PackageNotFoundError:
             out[lib] = "absent"
+    for lib in _OPTIONAL_LIBRARIES:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            out[lib] = importlib.metadata.version(lib)
     return out
 
 
@@ -145,7 +151,8 @@ def check_artifact(path: str | os.PathLike[str], kind: ArtifactKind, trust_versi
     changed = [
         f"{lib} {was} -> {now.get(lib, 'absent')}"
         for lib, was in manifest.get("versions", {}).items()
-        if lib != "python" and _major_minor(was) != _major_minor(now.get(lib, "absent"))
+        if lib != "python" and not (lib in _OPTIONAL_LIBRARIES and lib not in now)
+        and _major_minor(was) != _major_minor(now.get(lib, "absent"))
     ]
     if changed and not trust_versions:
         raise LookalikeError(

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 from core import LookalikeError
 from ensemble import COMBINERS, DEVICES, lgbm_param_name, owned_param
+from ensemble.nffm import INSTALL_HINT, torch_available
 from features import CTR_AGGREGATIONS
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "FeatureSettings",
     "FoldSettings",
     "LoadSettings",
+    "NFFMSettings",
     "SettingError",
     "Settings",
     "TUNABLE_TRAIN_KEYS",
@@ -133,6 +135,47 @@ EARLY_STOPPING_METRICS = ("logloss", "aid_auc")
 
 
 @dataclass(frozen=True)
+class NFFMSettings:
+    """``[train.nffm]``: the field-aware neural model (``nffm_raw``, ``nffm_full``; ``pip install 'lookalike[nn]'``).
+
+    ``[train]`` seed, device, n_jobs and validation_fraction apply to it too.
+    """
+
+    embedding_dim: int = 8  #: size of each field-aware embedding
+    interactions: str = "all"  #: all | user_ad | none (which field pairs interact)
+    hidden_units: int = 128  #: width of the MLP's first hidden layer (0: no MLP)
+    hidden_layers: int = 2  #: hidden layers, each half as wide as the one before
+    dropout: float = 0.1
+    learning_rate: float = 0.001  #: Adam's step size
+    weight_decay: float = 0.0  #: Adam's L2 penalty
+    batch_size: int = 2048
+    epochs: int = 4  #: maximum passes over the training rows
+    patience: int = 0  #: epochs without a better early-stopping AUC before it stops (0: the first one)
+    ratio: float = 3.0  #: negatives per positive trained on (0: all); undone in the probabilities
+
+    def __post_init__(self) -> None:
+        from ensemble.nffm import INTERACTIONS
+
+        for key in ("embedding_dim", "batch_size", "epochs", "hidden_layers"):
+            _at_least(key, getattr(self, key), 1)
+        for key in ("hidden_units", "patience", "ratio", "weight_decay"):
+            _at_least(key, getattr(self, key), 0)
+        if self.interactions not in INTERACTIONS:
+            raise SettingError("interactions", f"{self.interactions!r} is none of {', '.join(INTERACTIONS)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise SettingError("dropout", f"must be in [0, 1), got {self.dropout}")
+        if self.learning_rate <= 0:
+            raise SettingError("learning_rate", f"must be positive, got {self.learning_rate}")
+
+    @property
+    def hidden(self) -> tuple[int, ...]:
+        """The MLP's hidden widths."""
+        if not self.hidden_units:
+            return ()
+        return tuple(max(1, self.hidden_units >> k) for k in range(self.hidden_layers))
+
+
+@dataclass(frozen=True)
 class TrainSettings:
     """``[train]`` (and its table ``[train.lgbm]``): the models, their bags, the submission.
 
@@ -159,6 +202,7 @@ class TrainSettings:
     chunk_rows: int = 500_000  #: held-out and test rows built and predicted at a time
     permutation_rows: int = 50_000  #: training rows of the permutation importance in cv.md (0: none)
     lgbm: dict[str, LGBMValue] = field(default_factory=_default_lgbm)
+    nffm: NFFMSettings = field(default_factory=NFFMSettings)
 
     def __post_init__(self) -> None:
         from pipeline.models import parse_model  # the registry reads these settings
@@ -174,6 +218,8 @@ class TrainSettings:
                 parse_model(name)
             except ValueError as exc:
                 raise SettingError("models", str(exc)) from None
+        if any(parse_model(name).kind == "nffm" for name in self.models) and not torch_available():
+            raise SettingError("models", f"the nffm models need PyTorch, which is not installed: {INSTALL_HINT}")
         _at_least("n_bags", self.n_bags, 1)
         if self.ratio <= 0:
             raise SettingError("ratio", f"must be positive, got {self.ratio}")
@@ -312,6 +358,18 @@ def _coerce(path: str, where: str, value: Any, default: Any) -> Any:  # noqa: AN
         if not isinstance(value, dict):
             raise LookalikeError(f"{path}: {where} must be a table, got {value!r}")
         return {**default, **value}
+    if dataclasses.is_dataclass(default):  # a sub-table of typed settings, e.g. [train.nffm]
+        if not isinstance(value, dict):
+            raise LookalikeError(f"{path}: {where} must be a table, got {value!r}")
+        known = {f.name for f in dataclasses.fields(default)}
+        for key in value:
+            if key not in known:
+                raise LookalikeError(f"{path}: unknown setting {where}.{key}")
+        kwargs = {key: _coerce(path, f"{where}.{key}", v, getattr(default, key)) for key, v in value.items()}
+        try:
+            return dataclasses.replace(default, **kwargs)
+        except SettingError as exc:
+            raise LookalikeError(f"{path}: {where}.{exc.key}: {exc.message}") from None
     if type(value) is not type(default):
         raise LookalikeError(f"{path}: {where} must be {type(default).__name__}, got {value!r}")
     return value

@@ -43,7 +43,7 @@ from pipeline.io import CSRRowReader, npy_rows
 
 __all__ = [
     "Fold", "FoldDesign", "Part", "Refit", "Task", "TrainInputs", "column_group", "column_groups", "feature_names",
-    "read_layout",
+    "nffm_fields", "read_layout",
 ]
 
 logger = logging.getLogger(__name__)
@@ -174,6 +174,42 @@ def column_group(name: str, ctr_groups: tuple[str, ...] = ("aid", "advertiser", 
     return base[len("len_"):] if base.startswith("len_") else base
 
 
+def nffm_fields(columns_path: Path, feature_set: FeatureSet) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The :class:`ensemble.NFFMClassifier` role of each of ``feature_set``'s columns, and the ad-side fields.
+
+    By the features stage's naming: ``aid_idx`` of the sparse set is the id
+    field ``aid``; ``ad:<attribute>_<value>`` a token of field
+    ``ad:<attribute>`` and ``ad:creativeSize_num`` a number; a user token
+    ``<field>=<value>`` a token of ``<field>``; the aid crosses are unused
+    (the interaction layer crosses the fields itself). Of the dense set and
+    the statistics (``full``), the category-id columns are unused and every
+    other column is a number.
+    """
+    layout, _ = read_layout(columns_path)
+    columns = json.loads(Path(columns_path).read_text())
+    sparse = list(columns["sparse"])
+
+    def sparse_role(k: int, name: str) -> str:
+        if name == "aid_idx":
+            return "#aid"
+        if name == "ad:creativeSize_num":
+            return "+"
+        if name.startswith("ad:"):
+            return name.rsplit("_", 1)[0]
+        return name.split("=", 1)[0] if k < layout.n_raw and "=" in name else "-"
+
+    roles = [sparse_role(k, n) for k, n in enumerate(sparse)]
+    if feature_set is FeatureSet.RAW:
+        roles = roles[: layout.n_raw]
+    elif feature_set is FeatureSet.FULL:
+        categorical = set(columns["categorical"]["dense"])
+        roles = ["-" if n in categorical else "+" for n in columns["dense"]] + roles + ["+"] * layout.n_ctr
+    else:
+        raise ValueError(f"the nffm model reads the raw or full set, not {feature_set}")
+    ad = tuple(sorted({r.lstrip("#") for r in roles if r in ("#aid",) or r.startswith("ad:")}))
+    return tuple(roles), ad
+
+
 @dataclass(frozen=True)
 class _Source:
     """The feature files of the training or the test pairs."""
@@ -216,6 +252,7 @@ class FoldDesign:
 
     def __init__(self, inputs: TrainInputs, feature_sets: set[FeatureSet], chunk_rows: int = 500_000) -> None:
         self.chunk_rows = chunk_rows
+        self.inputs = inputs
         self.feature_sets = frozenset(feature_sets)
         train, test = read_train_pairs(inputs.pairs), read_test_pairs(inputs.pairs)
         self.y = train.label.astype(np.int8)

@@ -16,13 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from ensemble import BaseLGBMBagging
 from features import FeatureSet
 from pipeline.config import TrainSettings
-from pipeline.design import FoldDesign, Part, Refit, Task, TrainInputs
-from pipeline.models import ModelSpec, build_model, parse_model
+from pipeline.design import FoldDesign, Part, Refit, Task, TrainInputs, nffm_fields
+from pipeline.models import KINDS, ModelColumns, ModelSpec, build_model, parse_model
 
-__all__ = ["TaskOutput", "TrainJob", "fit_model", "peak_rss_mb", "predicts_test", "run_task"]
+__all__ = ["TaskOutput", "TrainJob", "fit_model", "model_columns", "peak_rss_mb", "predicts_test", "run_task"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,21 +86,30 @@ def predicts_test(settings: TrainSettings, task: Task) -> bool:
 def fit_model(design: FoldDesign, settings: TrainSettings, spec: ModelSpec, task: Task) -> BaseEstimator:
     """Model ``spec`` fitted on ``task``'s rows of ``design``.
 
-    A model that can say beforehand which rows its bags read
-    (:meth:`ensemble.BaseLGBMBagging.plan`: EasyEnsemble, the reference model)
-    gets a design of only those rows: at full scale about a fifth of a fold's
-    training rows for the default 3 bags, in a fifth of the time and memory
-    (README, "Train stage profile"). The boosters are the same as on all rows.
+    A model that can say beforehand which rows it reads (a ``plan(y)``
+    method: :meth:`ensemble.BaseLGBMBagging.plan` of EasyEnsemble and the
+    reference model, :meth:`ensemble.NFFMClassifier.plan`) gets a design of
+    only those rows: at full scale about a fifth of a fold's training rows
+    for the default 3 bags, in a fifth of the time and memory (README, "Train
+    stage profile"). The models are the same as on all rows.
     """
-    categorical = design.layout.categorical(spec.feature_set, settings.categorical_crosses)
-    est = build_model(spec, settings, categorical)
+    est = build_model(spec, settings, model_columns(design, settings, spec))
     y = design.labels(task)
-    plan = est.plan(y) if isinstance(est, BaseLGBMBagging) else None
+    plan = est.plan(y) if callable(getattr(est, "plan", None)) else None
     if plan is None or len(plan.rows) == len(y):  # the bags depend on each other, or read every row
         return est.fit(design.matrix(spec.feature_set, task), y)
     rows, local = plan.restrict()
     logger.debug("%s, %s: the bags read %s of %s training rows", spec.name, task, f"{len(rows):,}", f"{len(y):,}")
     return est.fit(design.matrix(spec.feature_set, task, rows), y[rows], plan=local)
+
+
+def model_columns(design: FoldDesign, settings: TrainSettings, spec: ModelSpec) -> ModelColumns:
+    """What ``spec``'s kind knows of its design's columns (field roles only for a kind that reads them)."""
+    categorical = design.layout.categorical(spec.feature_set, settings.categorical_crosses)
+    if not KINDS[spec.kind].needs_fields:
+        return ModelColumns(categorical)
+    fields, ad_fields = nffm_fields(design.inputs.columns, spec.feature_set)
+    return ModelColumns(categorical, fields, ad_fields)
 
 
 def run_task(design: FoldDesign, settings: TrainSettings, name: str, task: Task) -> TaskOutput:

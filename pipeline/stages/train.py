@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from core import LookalikeError, Pairs
 from ensemble import (
     COMBINERS, PerAidLGBM, fold_scores, gain_importance, group_shares, make_combiner, nested_oof, per_aid_auc,
+    has_gain_importance,
     permuted_columns,
 )
 from features import FeatureSet, PairFeaturizer
@@ -181,14 +182,14 @@ def combine(results: list[CVResult], data: TrainData, seed: int) -> list[CVResul
 
 
 def feature_importance(results: list[CVResult], columns: Path) -> dict[str, dict[str, float]]:
-    """Per model, the share of its fold models' split gain held by each feature group
-    (:func:`pipeline.design.column_group`), largest first."""
+    """Per model of trees, the share of its fold models' split gain held by each feature group
+    (:func:`pipeline.design.column_group`), largest first (the neural model has no split gain)."""
     @functools.cache
     def groups(feature_set: FeatureSet) -> tuple[str, ...]:  # once per set: a sparse set has ~10^5 columns
         return column_groups(columns, feature_set)
 
     return {r.name: group_shares((gain_importance(e) for e in r.estimators), groups(parse_model(r.name).feature_set))
-            for r in results if r.estimators}
+            for r in results if r.estimators and all(has_gain_importance(e) for e in r.estimators)}
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import pytest
 from core import LookalikeError
 from features import FeatureSet
 from pipeline.config import Settings, TrainSettings, config_hash, load_config
-from pipeline.models import build_model, parse_model
+from pipeline.models import ModelColumns, build_model, parse_model
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,10 +72,10 @@ def test_lgbm_table_merges_over_the_defaults_and_reaches_the_estimator(tmp_path:
     settings = load_config(_write(tmp_path, "[train]\nearly_stopping_metric = 'aid_auc'\n"
                                             "[train.lgbm]\nnum_leaves = 7\nmax_bin = 63\n")).train
     assert settings.lgbm == {**TrainSettings().lgbm, "num_leaves": 7, "max_bin": 63}
-    est = build_model(parse_model("easy_dense"), settings, categorical=[0])
+    est = build_model(parse_model("easy_dense"), settings, ModelColumns([0]))
     assert est.params["num_leaves"] == 7 and est.params["max_bin"] == 63
     assert est.group_column == 0  # the per-aid early-stopping metric is reachable from the config
-    assert build_model(parse_model("easy_sparse"), settings, [0]).device == "cpu"
+    assert build_model(parse_model("easy_sparse"), settings, ModelColumns([0])).device == "cpu"
     assert config_hash(settings) != config_hash(TrainSettings()) == config_hash(TrainSettings())
 
 
@@ -83,5 +83,5 @@ def test_model_names_parse_to_their_kind_set_and_granularity() -> None:
     spec = parse_model("reference_full_hybrid")
     assert (spec.kind, spec.feature_set, spec.granularity.value, spec.per_aid) == ("reference", FeatureSet.FULL,
                                                                                     "hybrid", True)
-    peraid = build_model(parse_model("easy_dense_peraid"), replace(TrainSettings(), min_positives=9), [0])
+    peraid = build_model(parse_model("easy_dense_peraid"), replace(TrainSettings(), min_positives=9), ModelColumns([0]))
     assert type(peraid).__name__ == "PerAidLGBM" and peraid.min_positives == 9 and not peraid.hybrid

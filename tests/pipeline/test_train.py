@@ -24,7 +24,7 @@ from pipeline.stages.train import (
     cross_validate, feature_importance, permutation_importance, read_inputs, run_train,
 )
 from pipeline.synth import generate, size_for_scale
-from pipeline.models import build_model, parse_model
+from pipeline.models import ModelColumns, build_model, parse_model
 from pipeline.tasks import TrainJob, fit_model, run_task
 from tests.features.test_ctr import _reference
 
@@ -98,7 +98,7 @@ def test_fit_model_builds_only_the_rows_the_bags_read_and_trains_the_same_bags(d
     assert built.shape[0] == (len(plan.rows) if plan is not None else len(design.labels(task)))
     assert (built.shape[0] < len(design.labels(task))) is model.startswith("easy")
     categorical = design.layout.categorical(spec.feature_set, settings.categorical_crosses)
-    direct = build_model(spec, settings, categorical).fit(design.matrix(spec.feature_set, task),
+    direct = build_model(spec, settings, ModelColumns(categorical)).fit(design.matrix(spec.feature_set, task),
                                                           design.labels(task))
     assert [b.model_to_string() for b in est.estimators_] == [b.model_to_string() for b in direct.estimators_]
 

@@ -20,6 +20,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from core import FieldBlock, InputFormatError, LookalikeError, UserMatrix, row_chunks, sorted_index, take_rows
+from ensemble import NFFMClassifier
+from ensemble.nffm import INSTALL_HINT, torch_available
 from pipeline.artifact import ArtifactKind, load_artifact
 from pipeline.io import atomic_paths, open_binary
 from pipeline.readers import parse_users, read_int_csv
@@ -133,6 +135,10 @@ def score_pairs(
     if missing not in MISSING_CHOICES:
         raise LookalikeError(f"--missing must be one of {MISSING_CHOICES}, got {missing!r}")
     scorer = load_artifact(model, ArtifactKind.SCORER, trust_versions=trust_versions, expected_type=Scorer)
+    neural = [name for name, m in scorer.models.items() if any(isinstance(e, NFFMClassifier) for e in m.estimators)]
+    if neural and not torch_available():
+        raise LookalikeError(f"{model}: its model {neural[0]} is the neural network, which needs PyTorch: "
+                             f"{INSTALL_HINT}")
     Path(out).resolve().parent.mkdir(parents=True, exist_ok=True)  # as every stage makes its output folder
     df = _read_pairs(pairs)
     aid, uid = df["aid"].to_numpy(), df["uid"].to_numpy()

@@ -118,3 +118,15 @@ def test_asking_for_nffm_without_torch_is_one_line_saying_how_to_install(tmp_pat
     with pytest.raises(LookalikeError, match="nffm_dense"):
         path.write_text("[train]\nmodels = ['nffm_dense']\n")
         load_config(path)
+
+
+def test_scoring_a_neural_model_without_torch_says_how_to_install(nffm_build: Path, built: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.stages.score as score
+
+    monkeypatch.setattr(score, "torch_available", lambda: False)
+    with pytest.raises(LookalikeError, match=r"scorer.joblib: its model nffm_\w+ is the neural network, which needs "
+                                             r"PyTorch: pip install 'lookalike\[nn\]'"):
+        score.score_pairs(nffm_build / "build" / "models" / "scorer.joblib", built / "raw" / "test1.csv",
+                          built / "raw" / "userFeature.data", nffm_build / "s.csv")
+    assert not (nffm_build / "s.csv").exists()

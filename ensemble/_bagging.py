@@ -164,7 +164,41 @@ class BagPlan:
                              self.negative_share)
 
 
-class BaseLGBMBagging(ClassifierMixin, BaseEstimator):
+class BinaryClassifierMixin(ClassifierMixin):
+    """What every binary classifier of :mod:`ensemble` shares: :meth:`predict` from
+    ``predict_proba`` and the tags (sparse input, NaN allowed, two classes only).
+
+    ``_fitted_attr`` names the attribute that :meth:`predict` checks is fitted.
+    """
+
+    _fitted_attr: str
+
+    def predict(self, X: _Matrix) -> np.ndarray:
+        """Class with the higher probability (above :meth:`_threshold`)."""
+        check_is_fitted(self, self._fitted_attr)
+        return self.classes_[(self.predict_proba(X)[:, 1] > self._threshold()).astype(int)]
+
+    def _threshold(self) -> float:
+        """Score above which :meth:`predict` says ``classes_[1]``."""
+        return 0.5
+
+    def __sklearn_tags__(self):  # noqa: D105, ANN204
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.input_tags.allow_nan = True
+        tags.classifier_tags.multi_class = False
+        return tags
+
+
+def binary_labels(est: BaseEstimator, y: np.ndarray) -> np.ndarray:
+    """``y`` as int8 0/1 (1 = the larger class label), for drawing a plan; an error unless binary."""
+    classes, y01 = np.unique(np.asarray(y).ravel(), return_inverse=True)
+    if len(classes) != 2:
+        raise ValueError(f"{type(est).__name__} needs binary labels; got {len(classes)} class(es)")
+    return y01.astype(np.int8)
+
+
+class BaseLGBMBagging(BinaryClassifierMixin, BaseEstimator):
     """Shared machinery: validation, one LightGBM per bag, averaged probabilities.
 
     Parameters
@@ -242,6 +276,8 @@ class BaseLGBMBagging(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.params = params
 
+    _fitted_attr = "estimators_"
+
     # -- public API --------------------------------------------------------
     def fit(
         self, X: _Matrix, y: np.ndarray, init_score: np.ndarray | None = None, plan: BagPlan | None = None
@@ -304,11 +340,6 @@ class BaseLGBMBagging(ClassifierMixin, BaseEstimator):
         p /= len(self.estimators_)
         return np.column_stack([1.0 - p, p])
 
-    def predict(self, X: _Matrix) -> np.ndarray:
-        """Class with the higher averaged probability."""
-        check_is_fitted(self, "estimators_")
-        return self.classes_[(self.predict_proba(X)[:, 1] > self._threshold()).astype(int)]
-
     def _bag_predict(self, bag: int, X: _Matrix, raw_score: bool = False) -> np.ndarray:
         """Bag ``bag``'s probabilities (or margins) up to its best iteration: the compiled forest for
         dense input (models saved before it existed have none), else LightGBM's predictor."""
@@ -318,19 +349,11 @@ class BaseLGBMBagging(ClassifierMixin, BaseEstimator):
         booster = self.estimators_[bag]
         return booster.predict(X, num_iteration=booster.best_iteration or None, raw_score=raw_score)
 
-    def _threshold(self) -> float:
-        """Score above which :meth:`predict` says ``classes_[1]``."""
-        return 0.5
-
     def plan(self, y: np.ndarray) -> BagPlan | None:
         """The bags :meth:`fit` would train on labels ``y``: drawn from ``y`` and
         ``random_state`` alone. ``None`` for a model whose later bags depend on
         the earlier ones (BalanceCascade)."""
-        y = np.asarray(y).ravel()
-        classes, y01 = np.unique(y, return_inverse=True)
-        if len(classes) != 2:
-            raise ValueError(f"{type(self).__name__} needs binary labels; got {len(classes)} class(es)")
-        return self._draw_plan(y01.astype(np.int8), np.random.default_rng(self.random_state))
+        return self._draw_plan(binary_labels(self, y), np.random.default_rng(self.random_state))
 
     # -- for subclasses -----------------------------------------------------
     def _fit_bags(self, X: _Matrix, y: np.ndarray, rng: np.random.Generator, plan: BagPlan | None) -> None:
@@ -413,13 +436,6 @@ class BaseLGBMBagging(ClassifierMixin, BaseEstimator):
         spare[chosen] = False
         bag = np.sort(np.r_[fit_pos, negatives[chosen]])
         return bag, _stop_rows(hold_pos, negatives[spare], self.ratio, rng), n_neg
-
-    def __sklearn_tags__(self):  # noqa: D105, ANN204
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        tags.input_tags.allow_nan = True
-        tags.classifier_tags.multi_class = False
-        return tags
 
 
 def validate_binary(est: BaseEstimator, X: _Matrix, y: np.ndarray) -> tuple[_Matrix, np.ndarray]:

@@ -14,10 +14,10 @@ import logging
 import numpy as np
 from joblib import Parallel, delayed
 from scipy.special import logit
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ensemble._bagging import EasyEnsembleLGBM, _column, validate_binary
+from ensemble._bagging import BinaryClassifierMixin, EasyEnsembleLGBM, _column, validate_binary
 
 __all__ = ["PerAidLGBM"]
 
@@ -29,7 +29,7 @@ def _log_odds(p: np.ndarray) -> np.ndarray:
     return logit(np.clip(p, _CLIP, 1.0 - _CLIP))
 
 
-class PerAidLGBM(ClassifierMixin, BaseEstimator):
+class PerAidLGBM(BinaryClassifierMixin, BaseEstimator):
     """One copy of a bagged LightGBM classifier per aid, with a global fallback.
 
     Parameters
@@ -65,6 +65,8 @@ class PerAidLGBM(ClassifierMixin, BaseEstimator):
         Aids scored by the global model.
     classes_ : ndarray of shape (2,)
     """
+
+    _fitted_attr = "models_"
 
     def __init__(
         self, estimator: BaseEstimator | None = None, group_column: int = 0, min_positives: int = 30,
@@ -132,14 +134,3 @@ class PerAidLGBM(ClassifierMixin, BaseEstimator):
             raise ValueError(f"rows of aids never seen in fit (first: {unseen}) and no global model")
         return np.column_stack([1.0 - p, p])
 
-    def predict(self, X) -> np.ndarray:  # noqa: ANN001
-        """Class with the higher probability."""
-        check_is_fitted(self, "models_")
-        return self.classes_[(self.predict_proba(X)[:, 1] > 0.5).astype(int)]
-
-    def __sklearn_tags__(self):  # noqa: D105, ANN204
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        tags.input_tags.allow_nan = True
-        tags.classifier_tags.multi_class = False
-        return tags

@@ -47,12 +47,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
-from ensemble._bagging import BagPlan, _undo_undersampling, validate_binary
+from ensemble._bagging import (
+    BagPlan, BinaryClassifierMixin, _column, _undo_undersampling, binary_labels, validate_binary,
+)
 from ensemble.metrics import per_aid_auc
 
 if TYPE_CHECKING:
@@ -111,7 +113,7 @@ def _threads(torch: Any, n: int | None) -> Iterator[None]:  # noqa: ANN401
         torch.set_num_threads(before)
 
 
-class NFFMClassifier(ClassifierMixin, BaseEstimator):
+class NFFMClassifier(BinaryClassifierMixin, BaseEstimator):
     """Field-aware neural network on sparse token rows (NFFM), trained by minibatch Adam.
 
     Parameters
@@ -181,6 +183,8 @@ class NFFMClassifier(ClassifierMixin, BaseEstimator):
     device_ : str
     """
 
+    _fitted_attr = "weights_"
+
     def __init__(
         self,
         fields: Sequence[str] | None = None,
@@ -225,11 +229,7 @@ class NFFMClassifier(ClassifierMixin, BaseEstimator):
     def plan(self, y: np.ndarray) -> BagPlan:
         """The rows :meth:`fit` trains and early-stops on, drawn from ``y`` and ``random_state``
         alone (one "bag": see :class:`ensemble.BagPlan`)."""
-        y = np.asarray(y).ravel()
-        classes, y01 = np.unique(y, return_inverse=True)
-        if len(classes) != 2:
-            raise ValueError(f"{type(self).__name__} needs binary labels; got {len(classes)} class(es)")
-        return self._draw_plan(y01.astype(np.int8))
+        return self._draw_plan(binary_labels(self, y))
 
     def _draw_plan(self, y: np.ndarray) -> BagPlan:
         rng = np.random.default_rng(self.random_state)
@@ -514,18 +514,6 @@ class NFFMClassifier(ClassifierMixin, BaseEstimator):
         p = _undo_undersampling(1.0 / (1.0 + np.exp(-self.decision_function(X))), self.negative_share_)
         return np.column_stack([1.0 - p, p])
 
-    def predict(self, X: sp.csr_matrix | np.ndarray) -> np.ndarray:
-        """The class with the higher probability."""
-        check_is_fitted(self, "weights_")
-        return self.classes_[(self.predict_proba(X)[:, 1] > 0.5).astype(int)]
-
-    def __sklearn_tags__(self):  # noqa: D105, ANN204
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        tags.input_tags.allow_nan = True
-        tags.classifier_tags.multi_class = False
-        tags.non_deterministic = False
-        return tags
 
 
 class _Encoded:
@@ -535,10 +523,6 @@ class _Encoded:
 
     def __init__(self, tokens: sp.csr_matrix, numeric: np.ndarray) -> None:
         self.tokens, self.numeric = tokens, numeric
-
-
-def _column(X: sp.csr_matrix, j: int) -> np.ndarray:
-    return np.asarray(X[:, j].toarray(), dtype=np.float64).ravel()
 
 
 def _squash(values: np.ndarray) -> np.ndarray:

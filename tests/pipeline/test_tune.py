@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import signal
 import subprocess
 import sys
@@ -71,6 +73,18 @@ def test_a_study_resumes_and_writes_a_config_that_trains(built: Path, tmp_path: 
     assert settings.train.lgbm["num_leaves"] == top.params["num_leaves"] and settings.train.models == ("easy_dense",)
 
 
+def _schema_written(db: Path) -> bool:
+    """Whether the tune process has finished creating the study's tables, read without writing:
+    opening the storage with optuna before then would create them a second time, racing it."""
+    if not db.exists():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+            return bool(con.execute("SELECT count(*) FROM alembic_version").fetchone()[0])
+    except sqlite3.Error:  # not created yet, or locked by the writer
+        return False
+
+
 def test_a_study_killed_mid_trial_keeps_its_finished_trials(built: Path, tmp_path: Path) -> None:
     build, config = built / "build", _config(tmp_path, 50)
     db = tmp_path / "tune.db"
@@ -82,7 +96,7 @@ def test_a_study_killed_mid_trial_keeps_its_finished_trials(built: Path, tmp_pat
     try:
         while time.time() < deadline:
             time.sleep(0.5)
-            if db.exists() and optuna.get_all_study_names(f"sqlite:///{db}"):
+            if _schema_written(db) and optuna.get_all_study_names(f"sqlite:///{db}"):
                 name = optuna.get_all_study_names(f"sqlite:///{db}")[0]
                 trials = optuna.load_study(study_name=name, storage=f"sqlite:///{db}").get_trials()
                 if len([t for t in trials if t.state.is_finished()]) >= 2 and trials[-1].state.name == "RUNNING":

@@ -6,10 +6,56 @@ PyTorch (an optional extra: ``pip install 'lookalike[nn]'``).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
-__all__ = ["NFFMNet"]
+__all__ = ["NFFMNet", "pair_products"]
+
+
+class _PairProducts(torch.autograd.Function):
+    """``pooled[:, ij] * pooled[:, ji]`` with a backward that gathers instead of scattering.
+
+    Autograd's backward of the two ``index_select`` calls zero-fills the whole
+    ``(n, F*F, k)`` grid twice and scatter-adds into it (``index_add_``):
+    about half of a training step on the CPU. The pairs ``(i, j)``, ``i < j``,
+    are distinct, so each grid position is ``ij`` of at most one pair, ``ji``
+    of at most one other, or neither: the gradient is one gather of
+    ``[grad * b, grad * a, 0]`` by the position's inverse index.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, pooled: torch.Tensor, ij: torch.Tensor, ji: torch.Tensor,  # noqa: ANN401
+                inverse: torch.Tensor) -> torch.Tensor:
+        a, b = pooled.index_select(1, ij), pooled.index_select(1, ji)
+        ctx.save_for_backward(a, b, inverse)
+        return a * b
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:  # noqa: ANN401
+        a, b, inverse = ctx.saved_tensors
+        parts = torch.cat([grad * b, grad * a, grad.new_zeros(grad.shape[0], 1, grad.shape[2])], dim=1)
+        return parts.index_select(1, inverse), None, None, None
+
+
+def pair_products(pooled: torch.Tensor, ij: torch.Tensor, ji: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+    """Element-wise products ``pooled[:, ij[p]] * pooled[:, ji[p]]`` for every pair ``p``.
+
+    ``pooled``: ``(n, cells, k)``; ``ij`` and ``ji``: distinct cells, no cell
+    in both; ``inverse[c]``: ``p`` where ``ij[p] == c``, ``n_pairs + p`` where
+    ``ji[p] == c``, else ``2 * n_pairs``.
+    """
+    return _PairProducts.apply(pooled, ij, ji, inverse)
+
+
+def inverse_cells(ij: torch.Tensor, ji: torch.Tensor, n_cells: int) -> torch.Tensor:
+    """The ``inverse`` index of :func:`pair_products` for cells ``ij``, ``ji`` of ``n_cells``."""
+    n_pairs = len(ij)
+    inverse = torch.full((n_cells,), 2 * n_pairs, dtype=torch.long)
+    inverse[ij] = torch.arange(n_pairs)
+    inverse[ji] = torch.arange(n_pairs, 2 * n_pairs)
+    return inverse
 
 
 class NFFMNet(nn.Module):
@@ -49,6 +95,7 @@ class NFFMNet(nn.Module):
         # (i, j) and (j, i) as positions in the flattened (field, field) grid: one index_select each
         self.register_buffer("ij", pairs[:, 0] * max(n_fields, 1) + pairs[:, 1], persistent=False)
         self.register_buffer("ji", pairs[:, 1] * max(n_fields, 1) + pairs[:, 0], persistent=False)
+        self.register_buffer("inverse", inverse_cells(self.ij, self.ji, max(n_fields, 1) ** 2), persistent=False)
         self.emb = nn.EmbeddingBag(max(n_rows, 1), max(n_fields, 1) * k, mode="sum")
         self.lin = nn.EmbeddingBag(max(n_rows, 1), 1, mode="sum")
         nn.init.normal_(self.emb.weight, std=0.01)
@@ -81,7 +128,7 @@ class NFFMNet(nn.Module):
             if len(self.pairs):
                 pooled = self.emb(idx, bag_offsets, per_sample_weights=weights)
                 pooled = pooled.view(n, self.n_fields * self.n_fields, self.k)  # row i * F + j: P[i, j]
-                products = pooled.index_select(1, self.ij) * pooled.index_select(1, self.ji)  # (n, n_pairs, k)
+                products = pair_products(pooled, self.ij, self.ji, self.inverse)  # (n, n_pairs, k)
                 out = out + products.sum(dim=(1, 2))
                 inputs.insert(0, products.flatten(1))
         if self.num_lin is not None:

@@ -122,6 +122,29 @@ def test_logits_match_a_plain_loop_reference() -> None:
     np.testing.assert_allclose(est.decision_function(X_new), _reference_logits(est, X_new), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("pairs", [[(0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3)], [(0, 2), (1, 3)]])
+def test_pair_products_gradient_matches_autograd_of_the_plain_gather(pairs) -> None:  # noqa: ANN001
+    from ensemble._nffm_net import inverse_cells, pair_products
+
+    n_fields, k = 4, 3
+    p = torch.tensor(pairs)
+    ij, ji = p[:, 0] * n_fields + p[:, 1], p[:, 1] * n_fields + p[:, 0]
+    inverse = inverse_cells(ij, ji, n_fields * n_fields)
+    pooled = torch.randn(5, n_fields * n_fields, k, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(5, len(pairs), k, dtype=torch.float64)
+    (pair_products(pooled, ij, ji, inverse) * weight).sum().backward()
+    ours = pooled.grad.clone()
+    pooled.grad = None
+    # the plain loop: d(a * b) / da = b, scattered into each pair's two cells; every other cell 0
+    plain = torch.zeros_like(pooled)
+    with torch.no_grad():
+        for q, (i, j) in enumerate(pairs):
+            plain[:, i * n_fields + j] += weight[:, q] * pooled[:, j * n_fields + i]
+            plain[:, j * n_fields + i] += weight[:, q] * pooled[:, i * n_fields + j]
+    torch.testing.assert_close(ours, plain)
+    assert torch.autograd.gradcheck(lambda x: pair_products(x, ij, ji, inverse), (pooled,))
+
+
 def test_pickle_and_joblib_round_trip_give_identical_predictions(tmp_path) -> None:  # noqa: ANN001
     X, y, fields, _ = _pair_data(800)
     est = NFFMClassifier(fields=fields, **FAST).fit(X, y)

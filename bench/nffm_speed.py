@@ -49,7 +49,7 @@ def main(argv: list[str]) -> None:
         pred = design.predict(est, spec.feature_set, task, Part.HELD)
         predict_s = time.perf_counter() - t0
         if isinstance(est, NFFMClassifier):
-            trained = len(est.plan(design.labels(task)).bags[0]) * len(est.history_)
+            trained = sum(len(b) * len(h) for b, h in zip(est.plan(design.labels(task)).bags, est.history_, strict=True))
         else:
             plan = est.plan(design.labels(task))
             trained = sum(len(b) for b in plan.bags) if plan is not None else int((~held).sum())
@@ -57,7 +57,7 @@ def main(argv: list[str]) -> None:
             "model": name, "scale": scale, "fit_s": round(fit_s, 1), "rows_trained": int(trained),
             "train_rows_per_s": round(trained / fit_s), "predict_s": round(predict_s, 1),
             "predict_rows_per_s": round(int(held.sum()) / predict_s),
-            "epochs": len(getattr(est, "history_", [])) or None,
+            "epochs": [len(h) for h in est.history_] if isinstance(est, NFFMClassifier) else None,
             "held_mean_aid_auc": round(per_aid_auc(design.y[held], pred, aid).mean, 4),
             "peak_rss_mb": round(peak_rss_mb()),
         }), flush=True)

@@ -142,9 +142,15 @@ class NFFMClassifier(BinaryClassifierMixin, BaseEstimator):
     ratio : float, default=0.0
         Negatives drawn per positive (undersampling, undone in
         :meth:`predict_proba` as the bags do); 0 keeps every negative.
+    n_bags : int, default=1
+        Networks trained, each on its own draw of held-out rows and
+        negatives and from its own initialisation and batch order; their
+        log-odds are averaged. One network's scores move a lot with its seed
+        (deep CTR models overfit within an epoch or two), and the average is
+        steadier (README, "The neural model (NFFM)").
     validation_fraction : float, default=0.1
-        Share of each class held out of training for early stopping (0: none;
-        every epoch is kept).
+        Share of each class held out of each network's training for early
+        stopping (0: none; every epoch is kept).
     group_column : int, optional
         Early stopping on the mean per-group AUC of the early-stopping rows,
         grouped by this column's values (the aid's, for the competition's
@@ -173,13 +179,13 @@ class NFFMClassifier(BinaryClassifierMixin, BaseEstimator):
         The field of each embedding row.
     pairs_ : ndarray of int64, shape (n_pairs, 2)
     negative_share_ : float
-        Share of the negatives trained on.
-    weights_ : dict of str -> ndarray
-        The network's ``state_dict`` as NumPy arrays.
-    best_epoch_ : int
-        The epoch whose weights were kept (1-based).
-    history_ : list of dict
-        Per epoch: training loss and early-stopping AUC.
+        Share of the negatives each network trained on.
+    weights_ : list of dict of str -> ndarray
+        Per network, its ``state_dict`` as NumPy arrays.
+    best_epoch_ : list of int
+        Per network, the epoch whose weights were kept (1-based).
+    history_ : list of list of dict
+        Per network, per epoch: training loss and early-stopping AUC.
     device_ : str
     """
 
@@ -199,6 +205,7 @@ class NFFMClassifier(BinaryClassifierMixin, BaseEstimator):
         epochs: int = 4,
         patience: int = 0,
         ratio: float = 0.0,
+        n_bags: int = 1,
         validation_fraction: float = 0.1,
         group_column: int | None = None,
         device: str = "cpu",
@@ -218,6 +225,7 @@ class NFFMClassifier(BinaryClassifierMixin, BaseEstimator):
         self.epochs = epochs
         self.patience = patience
         self.ratio = ratio
+        self.n_bags = n_bags
         self.validation_fraction = validation_fraction
         self.group_column = group_column
         self.device = device
@@ -228,12 +236,19 @@ class NFFMClassifier(BinaryClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ plan
     def plan(self, y: np.ndarray) -> BagPlan:
         """The rows :meth:`fit` trains and early-stops on, drawn from ``y`` and ``random_state``
-        alone (one "bag": see :class:`ensemble.BagPlan`)."""
+        alone: one bag per network (see :class:`ensemble.BagPlan`)."""
         return self._draw_plan(binary_labels(self, y))
 
     def _draw_plan(self, y: np.ndarray) -> BagPlan:
-        rng = np.random.default_rng(self.random_state)
+        rng = np.random.default_rng(self.random_state)  # one stream, the bags drawn in turn
         pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+        bags = [self._draw_bag(rng, pos, neg) for _ in range(self.n_bags)]
+        return BagPlan(len(y), *(tuple(part) for part in zip(*bags, strict=True)))
+
+    def _draw_bag(
+        self, rng: np.random.Generator, pos: np.ndarray, neg: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray | None, float]:
+        """One network's training rows, early-stopping rows (or ``None``) and share of the negatives."""
 
         def split(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             n_hold = int(round(self.validation_fraction * len(rows)))
@@ -252,7 +267,7 @@ class NFFMClassifier(BinaryClassifierMixin, BaseEstimator):
             n_hold = min(len(hold_neg), max(1, math.ceil(self.ratio * len(hold_pos))))
             hold_neg = np.sort(rng.choice(hold_neg, n_hold, replace=False)) if len(hold_neg) else hold_neg
         stop = np.sort(np.r_[hold_pos, hold_neg]) if len(hold_pos) and len(hold_neg) else None
-        return BagPlan(len(y), (np.sort(np.r_[fit_pos, fit_neg]),), (stop,), (share,))
+        return np.sort(np.r_[fit_pos, fit_neg]), stop, share
 
     # ------------------------------------------------------------------ fit
     def fit(self, X: sp.csr_matrix | np.ndarray, y: np.ndarray, plan: BagPlan | None = None) -> NFFMClassifier:
@@ -263,28 +278,32 @@ class NFFMClassifier(BinaryClassifierMixin, BaseEstimator):
         X : csr_matrix or ndarray, shape (n_rows, n_columns)
         y : array-like of shape (n_rows,)
         plan : BagPlan, optional
-            One bag and its early-stopping rows, as :meth:`plan` drew them
-            (possibly :meth:`BagPlan.restrict` ed to those rows).
+            One bag per network and its early-stopping rows, as :meth:`plan`
+            drew them (possibly :meth:`BagPlan.restrict` ed to those rows).
         """
         torch = _torch()
         X, y01 = validate_binary(self, X, y)
         self._check_params(X.shape[1])
         if plan is None:
             plan = self._draw_plan(y01)
-        if plan.n_rows != X.shape[0] or len(plan.bags) != 1:
-            raise ValueError(f"the plan must hold one bag over the {X.shape[0]} rows of X")
+        if plan.n_rows != X.shape[0] or len(plan.bags) != self.n_bags:
+            raise ValueError(f"the plan must hold {self.n_bags} bag(s) over the {X.shape[0]} rows of X")
+        if len(set(plan.negative_share)) != 1:
+            raise ValueError("the plan's bags must train on the same share of the negatives")
         X = sp.csr_matrix(X) if not sp.issparse(X) else X.tocsr()
         self.device_ = resolve_torch_device(self.device)
-        self._learn_columns(X, plan.bags[0])
+        self._learn_columns(X, np.unique(np.concatenate(plan.bags)))
         self.negative_share_ = float(plan.negative_share[0])
-        fit_rows, stop_rows = plan.bags[0], plan.stops[0]
+        self.weights_, self.best_epoch_, self.history_, nets = [], [], [], []
         with _threads(torch, self.n_jobs), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.random_state)
-            net = self._build_net(torch)
-            rate = float(np.clip(y01[fit_rows].mean(), 1e-6, 1 - 1e-6))
-            net.bias.data.fill_(math.log(rate / (1 - rate)))  # start from the base rate, not from 0.5
-            net = net.to(self.device_)
-            self._train(torch, net, X, y01, fit_rows, stop_rows)
+            for bag, (fit_rows, stop_rows) in enumerate(zip(plan.bags, plan.stops, strict=True)):
+                torch.manual_seed(self.random_state + bag)
+                net = self._build_net(torch)
+                rate = float(np.clip(y01[fit_rows].mean(), 1e-6, 1 - 1e-6))
+                net.bias.data.fill_(math.log(rate / (1 - rate)))  # start from the base rate, not from 0.5
+                net = net.to(self.device_)
+                nets.append(self._train(torch, net, X, y01, fit_rows, stop_rows, bag))
+        self.__dict__["_net_cache"] = nets
         return self
 
     def _check_params(self, n_columns: int) -> None:
@@ -292,7 +311,7 @@ class NFFMClassifier(BinaryClassifierMixin, BaseEstimator):
             raise ValueError(f"interactions must be one of {INTERACTIONS}, got {self.interactions!r}")
         if self.fields is not None and len(self.fields) != n_columns:
             raise ValueError(f"fields has {len(self.fields)} roles for {n_columns} columns")
-        for key in ("embedding_dim", "batch_size", "epochs"):
+        for key in ("embedding_dim", "batch_size", "epochs", "n_bags"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be at least 1, got {getattr(self, key)}")
         if self.patience < 0 or self.ratio < 0 or not 0 <= self.validation_fraction < 1 or not 0 <= self.dropout < 1:
@@ -364,9 +383,10 @@ class NFFMClassifier(BinaryClassifierMixin, BaseEstimator):
 
     def _train(
         self, torch: Any, net: Any, X: sp.csr_matrix, y: np.ndarray,  # noqa: ANN401
-        fit_rows: np.ndarray, stop_rows: np.ndarray | None,
-    ) -> None:
-        rng = np.random.default_rng(self.random_state + 1)
+        fit_rows: np.ndarray, stop_rows: np.ndarray | None, bag: int,
+    ) -> Any:  # noqa: ANN401
+        """Train network ``bag`` of the plan; append its weights, best epoch and history; return it."""
+        rng = np.random.default_rng(self.random_state + 1 + bag)
         opt = torch.optim.Adam(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay,
                                fused=True)  # one kernel per step: 5x faster than the loop over tensors
         loss_fn = torch.nn.BCEWithLogitsLoss()
@@ -376,15 +396,16 @@ class NFFMClassifier(BinaryClassifierMixin, BaseEstimator):
         if use_stop:
             stop_x = self._encode(X[stop_rows])
             groups = None if self.group_column is None else _column(X, self.group_column)[stop_rows]
-        best, best_state, bad = -np.inf, None, 0
-        self.history_: list[dict[str, float]] = []
+        best, best_state, best_epoch, bad = -np.inf, None, 0, 0
+        history: list[dict[str, float]] = []
         n = len(fit_rows)
         for epoch in range(1, self.epochs + 1):
             net.train()
             order = rng.permutation(n)
             total = 0.0
             starts = range(0, n, self.batch_size)
-            for start in tqdm(starts, desc=f"nffm epoch {epoch}", unit="batch", leave=False,
+            desc = f"nffm {bag + 1}/{self.n_bags} epoch {epoch}" if self.n_bags > 1 else f"nffm epoch {epoch}"
+            for start in tqdm(starts, desc=desc, unit="batch", leave=False,
                               disable=None if self.verbose else True):
                 batch = np.sort(order[start : start + self.batch_size])  # sorted: faster CSR row gathers
                 logits = net(*self._tensors(torch, train_x, batch))
@@ -400,19 +421,21 @@ class NFFMClassifier(BinaryClassifierMixin, BaseEstimator):
                        else per_aid_auc(y[stop_rows], scores, groups).mean)
                 entry["stop_auc"] = float(auc)
                 if auc > best:
-                    best, best_state, bad, self.best_epoch_ = auc, copy.deepcopy(net.state_dict()), 0, epoch
+                    best, best_state, bad, best_epoch = auc, copy.deepcopy(net.state_dict()), 0, epoch
                 else:
                     bad += 1
-            self.history_.append(entry)
-            logger.debug("nffm epoch %d: %s", epoch, entry)
+            history.append(entry)
+            logger.debug("nffm network %d epoch %d: %s", bag + 1, epoch, entry)
             if use_stop and bad > self.patience:
                 break
         if best_state is None:
-            best_state, self.best_epoch_ = copy.deepcopy(net.state_dict()), len(self.history_)
+            best_state, best_epoch = copy.deepcopy(net.state_dict()), len(history)
         net.load_state_dict(best_state)
         net.eval()
-        self.weights_ = {k: v.detach().cpu().numpy().copy() for k, v in best_state.items()}
-        self.__dict__["_net_cache"] = net
+        self.weights_.append({k: v.detach().cpu().numpy().copy() for k, v in best_state.items()})
+        self.best_epoch_.append(best_epoch)
+        self.history_.append(history)
+        return net
 
     # ------------------------------------------------------------------ encoding
     def _encode(self, X: sp.csr_matrix) -> _Encoded:
@@ -480,18 +503,20 @@ class NFFMClassifier(BinaryClassifierMixin, BaseEstimator):
         return np.concatenate(out).astype(np.float64) if out else np.empty(0)
 
     # ------------------------------------------------------------------ predict
-    def _net(self, torch: Any) -> Any:  # noqa: ANN401
-        """The network with the fitted weights (kept from ``fit``; rebuilt from :attr:`weights_`
+    def _nets(self, torch: Any) -> list[Any]:  # noqa: ANN401
+        """The networks with the fitted weights (kept from ``fit``; rebuilt from :attr:`weights_`
         after unpickling, on the CPU where the fitting device is not here)."""
-        net = self.__dict__.get("_net_cache")
-        if net is None:
+        nets = self.__dict__.get("_net_cache")
+        if nets is None:
             if self.device_ != "cpu" and not torch.cuda.is_available():
                 self.device_ = "cpu"
-            net = self._build_net(torch)
-            net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in self.weights_.items()})
-            net = net.to(self.device_)
-            self.__dict__["_net_cache"] = net
-        return net
+            nets = []
+            for weights in self.weights_:
+                net = self._build_net(torch)
+                net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
+                nets.append(net.to(self.device_))
+            self.__dict__["_net_cache"] = nets
+        return nets
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -499,14 +524,16 @@ class NFFMClassifier(BinaryClassifierMixin, BaseEstimator):
         return state
 
     def decision_function(self, X: sp.csr_matrix | np.ndarray) -> np.ndarray:
-        """Log-odds at the class balance the model trained on (before the undersampling is undone)."""
+        """The networks' mean log-odds, at the class balance they trained on (before the
+        undersampling is undone)."""
         check_is_fitted(self, "weights_")
         torch = _torch()
         X = validate_data(self, X, accept_sparse="csr", ensure_all_finite="allow-nan", reset=False,
                           dtype=(np.float32, np.float64))
         X = sp.csr_matrix(X) if not sp.issparse(X) else X.tocsr()
         with _threads(torch, self.n_jobs):
-            return self._logits(torch, self._net(torch), self._encode(X))
+            enc = self._encode(X)
+            return np.mean([self._logits(torch, net, enc) for net in self._nets(torch)], axis=0)
 
     def predict_proba(self, X: sp.csr_matrix | np.ndarray) -> np.ndarray:
         """Probabilities of ``classes_``; the negative undersampling undone. Each row's score depends

@@ -152,11 +152,12 @@ class NFFMSettings:
     epochs: int = 4  #: maximum passes over the training rows
     patience: int = 0  #: epochs without a better early-stopping AUC before it stops (0: the first one)
     ratio: float = 3.0  #: negatives per positive trained on (0: all); undone in the probabilities
+    n_bags: int = 1  #: networks, each on its own draw of rows, their log-odds averaged
 
     def __post_init__(self) -> None:
         from ensemble.nffm import INTERACTIONS
 
-        for key in ("embedding_dim", "batch_size", "epochs", "hidden_layers"):
+        for key in ("embedding_dim", "batch_size", "epochs", "hidden_layers", "n_bags"):
             _at_least(key, getattr(self, key), 1)
         for key in ("hidden_units", "patience", "ratio", "weight_decay"):
             _at_least(key, getattr(self, key), 0)

@@ -133,7 +133,7 @@ class NFFMKind:
             fields=columns.fields or None, ad_fields=columns.ad_fields, interactions=nn.interactions,
             embedding_dim=nn.embedding_dim, hidden=nn.hidden, dropout=nn.dropout, learning_rate=nn.learning_rate,
             weight_decay=nn.weight_decay, batch_size=nn.batch_size, epochs=nn.epochs, patience=nn.patience,
-            ratio=nn.ratio, validation_fraction=settings.validation_fraction, group_column=0,  # aid_idx: column 0
+            ratio=nn.ratio, n_bags=nn.n_bags, validation_fraction=settings.validation_fraction, group_column=0,  # aid_idx: column 0
             device=settings.device,
             n_jobs=settings.n_jobs or None, random_state=settings.seed,
         )

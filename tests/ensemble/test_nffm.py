@@ -67,9 +67,9 @@ def test_user_ad_interactions_pair_only_user_with_ad_fields() -> None:
     assert est.pairs_.tolist() == [[0, 1], [0, 2]]
 
 
-def _reference_logits(est: NFFMClassifier, X: sp.csr_matrix) -> np.ndarray:
-    """The model's logits by plain loops over rows, fields and pairs, from :attr:`weights_`."""
-    w = est.weights_
+def _reference_logits(est: NFFMClassifier, X: sp.csr_matrix, bag: int = 0) -> np.ndarray:
+    """Network ``bag``'s logits by plain loops over rows, fields and pairs, from :attr:`weights_`."""
+    w = est.weights_[bag]
     n_fields, k = len(est.field_names_), est.embedding_dim
     emb = w["emb.weight"].reshape(-1, n_fields, k)  # row e: its k-vector towards each field
     lin = w["lin.weight"][:, 0]
@@ -106,7 +106,8 @@ def _reference_logits(est: NFFMClassifier, X: sp.csr_matrix) -> np.ndarray:
     return out
 
 
-def test_logits_match_a_plain_loop_reference() -> None:
+@pytest.mark.parametrize("n_bags", [1, 3])
+def test_logits_match_a_plain_loop_reference(n_bags) -> None:  # noqa: ANN001
     rng = np.random.default_rng(1)
     n = 400
     tokens = sp.random(n, 12, density=0.3, random_state=2, format="csr", dtype=np.float32)
@@ -116,10 +117,14 @@ def test_logits_match_a_plain_loop_reference() -> None:
     X = sp.hstack([sp.csr_matrix(aid[:, None]), tokens, sp.csr_matrix(numeric)], format="csr")
     y = (rng.random(n) < 0.3).astype(int)
     fields = ["#aid"] + ["u1"] * 5 + ["u2"] * 4 + ["-"] * 3 + ["+", "+"]
-    est = NFFMClassifier(fields=fields, embedding_dim=3, **{**FAST, "hidden": (6, 3)}).fit(X, y)
+    est = NFFMClassifier(fields=fields, embedding_dim=3, n_bags=n_bags, **{**FAST, "hidden": (6, 3)}).fit(X, y)
     X_new = X.copy()
     X_new[0, 0] = 9  # an aid never seen in fit: the unknown bucket
-    np.testing.assert_allclose(est.decision_function(X_new), _reference_logits(est, X_new), rtol=1e-4, atol=1e-5)
+    each = [_reference_logits(est, X_new, bag) for bag in range(n_bags)]  # the networks' mean log-odds
+    np.testing.assert_allclose(est.decision_function(X_new), np.mean(each, axis=0), rtol=1e-4, atol=1e-5)
+    assert len(est.weights_) == len(est.best_epoch_) == len(est.history_) == n_bags
+    if n_bags > 1:
+        assert np.abs(each[0] - each[1]).max() > 1e-3  # each network its own rows and initialisation
 
 
 @pytest.mark.parametrize("pairs", [[(0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3)], [(0, 2), (1, 3)]])
@@ -152,7 +157,7 @@ def test_pickle_and_joblib_round_trip_give_identical_predictions(tmp_path) -> No
     joblib.dump(est, tmp_path / "m.joblib")
     loaded = joblib.load(tmp_path / "m.joblib")
     assert "_net_cache" not in pickle.loads(pickle.dumps(est)).__dict__  # weights as NumPy arrays only
-    assert all(isinstance(v, np.ndarray) for v in loaded.weights_.values())
+    assert all(isinstance(v, np.ndarray) for weights in loaded.weights_ for v in weights.values())
     np.testing.assert_array_equal(loaded.predict_proba(X), before)
 
 
@@ -187,26 +192,32 @@ def test_undersampling_is_undone_in_the_probabilities() -> None:
     assert est.predict_proba(X)[:, 1].mean() == pytest.approx(y.mean(), abs=0.015)
 
 
-def test_plan_restricted_to_its_rows_trains_the_same_model() -> None:
+@pytest.mark.parametrize("n_bags", [1, 2])
+def test_plan_restricted_to_its_rows_trains_the_same_model(n_bags) -> None:  # noqa: ANN001
     X, y, fields, _ = _pair_data(3000)
-    est = NFFMClassifier(fields=fields, ratio=1.0, **FAST)
+    est = NFFMClassifier(fields=fields, ratio=1.0, n_bags=n_bags, **FAST)
     plan = est.plan(y)
     rows, local = plan.restrict()
     assert len(rows) < len(y)
     full = NFFMClassifier(**est.get_params()).fit(X, y).predict_proba(X)
     part = NFFMClassifier(**est.get_params()).fit(X[rows], y[rows], plan=local).predict_proba(X)
     assert full.tobytes() == part.tobytes()
-    assert isinstance(plan, BagPlan) and len(plan.bags) == 1
-    fit, stop = plan.bags[0], plan.stops[0]
-    assert not np.intersect1d(fit, stop).size  # early stopping never on a training row
+    assert isinstance(plan, BagPlan) and len(plan.bags) == n_bags
+    for fit, stop in zip(plan.bags, plan.stops, strict=True):
+        assert not np.intersect1d(fit, stop).size  # early stopping never on a training row
+        assert set(y[fit]) == set(y[stop]) == {0, 1}
+    if n_bags > 1:  # each network its own negatives and held-out rows
+        assert not np.array_equal(plan.bags[0], plan.bags[1]) and not np.array_equal(plan.stops[0], plan.stops[1])
+    with pytest.raises(ValueError, match="bag"):
+        NFFMClassifier(**{**est.get_params(), "n_bags": n_bags + 1}).fit(X[rows], y[rows], plan=local)
 
 
 def test_early_stopping_keeps_the_best_epoch() -> None:
     X, y, fields, _ = _pair_data(3000)
     est = NFFMClassifier(fields=fields, epochs=6, patience=0, learning_rate=0.05,
                          **{k: v for k, v in FAST.items() if k != "epochs"}).fit(X, y)
-    aucs = [h["stop_auc"] for h in est.history_]
-    assert est.best_epoch_ == int(np.argmax(aucs)) + 1
+    aucs = [h["stop_auc"] for h in est.history_[0]]
+    assert est.best_epoch_[0] == int(np.argmax(aucs)) + 1
     assert len(aucs) == est.epochs or aucs[-1] <= max(aucs[:-1])
 
 

@@ -30,8 +30,8 @@ column:
 embeddings; the scikit-learn contract checks run so).
 
 PyTorch is an optional extra; this module imports it only in ``fit`` and
-``predict_proba``. A fitted model keeps its weights as a ``state_dict`` of
-NumPy arrays (:attr:`NFFMClassifier.weights_`), so it pickles without torch
+``predict_proba``. A fitted model keeps each network's weights as a
+``state_dict`` of NumPy arrays (:attr:`NFFMClassifier.weights_`), so it pickles without torch
 objects and predicts the same on any machine with PyTorch.
 """
 
@@ -61,6 +61,9 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["INTERACTIONS", "NFFMClassifier", "resolve_torch_device", "torch_available"]
+
+#: rows encoded (and scaled) at a time
+_BLOCK_ROWS = 65_536
 
 logger = logging.getLogger(__name__)
 
@@ -363,17 +366,34 @@ class NFFMClassifier(BinaryClassifierMixin, BaseEstimator):
         self.field_of_row_ = np.concatenate(field_of_row) if field_of_row else np.empty(0, np.int64)
         self.n_emb_rows_ = n_rows
         self.numeric_columns_ = np.flatnonzero(roles_arr == "+")
-        numeric = _squash(X[rows][:, self.numeric_columns_].toarray())
-        with np.errstate(all="ignore"), _quiet_nan():
-            mean = np.nan_to_num(np.nanmean(numeric, axis=0)) if len(rows) else np.zeros(numeric.shape[1])
-            scale = np.nan_to_num(np.nanstd(numeric, axis=0)) if len(rows) else np.ones(numeric.shape[1])
-        self.numeric_mean_ = mean.astype(np.float32)
-        self.numeric_scale_ = np.where(scale > 0, scale, 1.0).astype(np.float32)
+        self.numeric_mean_, self.numeric_scale_ = self._numeric_scaling(X, rows)
         ad = {f for f in self.ad_fields}
         pairs = [(i, j) for i in range(len(names)) for j in range(i + 1, len(names))
                  if self.interactions == "all" or
                  (self.interactions == "user_ad" and (names[i] in ad) != (names[j] in ad))]
         self.pairs_ = np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+    def _numeric_scaling(self, X: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation of each squashed numeric column over ``rows`` (NaN left out),
+        two passes over blocks of rows: no dense copy of every row's numbers."""
+        cols = self.numeric_columns_
+        count, total, squares = np.zeros(len(cols)), np.zeros(len(cols)), np.zeros(len(cols))
+
+        def blocks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            for start in range(0, len(rows), _BLOCK_ROWS):
+                values = _squash(X[rows[start : start + _BLOCK_ROWS]][:, cols].toarray()).astype(np.float64)
+                seen = ~np.isnan(values)
+                yield values, seen
+
+        for values, seen in blocks():
+            count += seen.sum(axis=0)
+            total += np.where(seen, values, 0.0).sum(axis=0)
+        with np.errstate(all="ignore"):
+            mean = np.nan_to_num(np.divide(total, count, out=np.zeros(len(cols)), where=count > 0))
+            for values, seen in blocks():
+                squares += np.where(seen, (values - mean) ** 2, 0.0).sum(axis=0)
+            scale = np.nan_to_num(np.sqrt(np.divide(squares, count, out=np.zeros(len(cols)), where=count > 0)))
+        return mean.astype(np.float32), np.where(scale > 0, scale, 1.0).astype(np.float32)
 
     def _build_net(self, torch: Any) -> Any:  # noqa: ANN401
         from ensemble._nffm_net import NFFMNet
@@ -390,11 +410,11 @@ class NFFMClassifier(BinaryClassifierMixin, BaseEstimator):
         opt = torch.optim.Adam(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay,
                                fused=True)  # one kernel per step: 5x faster than the loop over tensors
         loss_fn = torch.nn.BCEWithLogitsLoss()
-        train_x, stop_x = self._encode(X[fit_rows]), None
+        train_x, stop_x = self._encode(X, fit_rows), None
         y_fit = torch.from_numpy(y[fit_rows].astype(np.float32))
         use_stop = stop_rows is not None and 0 < y[stop_rows].sum() < len(stop_rows)
         if use_stop:
-            stop_x = self._encode(X[stop_rows])
+            stop_x = self._encode(X, stop_rows)
             groups = None if self.group_column is None else _column(X, self.group_column)[stop_rows]
         best, best_state, best_epoch, bad = -np.inf, None, 0, 0
         history: list[dict[str, float]] = []
@@ -438,8 +458,23 @@ class NFFMClassifier(BinaryClassifierMixin, BaseEstimator):
         return net
 
     # ------------------------------------------------------------------ encoding
-    def _encode(self, X: sp.csr_matrix) -> _Encoded:
-        """Rows of ``X`` as embedding rows with pooling weights (grouped by field) and numeric inputs."""
+    def _encode(self, X: sp.csr_matrix, rows: np.ndarray | None = None) -> _Encoded:
+        """Rows of ``X`` (every row, or ``rows``) as embedding rows with pooling weights (grouped by
+        field) and numeric inputs, a block of rows at a time: the temporaries (8 bytes per stored
+        value) stay those of one block, not of a fold's design (at full scale, 20 GB for the refit)."""
+        n = X.shape[0] if rows is None else len(rows)
+        parts = [self._encode_block(X[start : start + _BLOCK_ROWS] if rows is None
+                                    else X[rows[start : start + _BLOCK_ROWS]])
+                 for start in range(0, n, _BLOCK_ROWS)]
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return self._encode_block(X[:0])
+        return _Encoded(sp.vstack([p.tokens for p in parts], format="csr"),
+                        np.concatenate([p.numeric for p in parts]))
+
+    def _encode_block(self, X: sp.csr_matrix) -> _Encoded:
+        """:meth:`_encode` of every row of ``X``."""
         X = X.tocsr()
         n = X.shape[0]
         row_of = np.repeat(np.arange(n, dtype=np.int64), np.diff(X.indptr))
@@ -555,12 +590,3 @@ class _Encoded:
 def _squash(values: np.ndarray) -> np.ndarray:
     """``sign(x) log1p|x|``: counts and rates on one scale before standardising."""
     return (np.sign(values) * np.log1p(np.abs(values))).astype(np.float32)
-
-
-@contextlib.contextmanager
-def _quiet_nan() -> Iterator[None]:
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        yield

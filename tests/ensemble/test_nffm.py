@@ -161,6 +161,37 @@ def test_pickle_and_joblib_round_trip_give_identical_predictions(tmp_path) -> No
     np.testing.assert_array_equal(loaded.predict_proba(X), before)
 
 
+def test_encoding_and_scaling_in_blocks_equal_the_plain_computation(monkeypatch) -> None:  # noqa: ANN001
+    import ensemble.nffm as nffm_module
+
+    rng = np.random.default_rng(4)
+    X, y, fields, _ = _pair_data(1000)
+    numeric = rng.standard_normal((1000, 3)) * [1.0, 10.0, 100.0]
+    numeric[rng.random((1000, 3)) < 0.2] = np.nan  # missing values: left out of the mean and spread
+    numeric[:, 2] = np.where(rng.random(1000) < 0.5, 0.0, numeric[:, 2])  # stored zeros and implicit zeros
+    X = sp.hstack([X, sp.csr_matrix(numeric.astype(np.float32))], format="csr")
+    fields = fields + ["+"] * 3
+    rows = np.sort(rng.choice(1000, 700, replace=False))
+    est = NFFMClassifier(fields=fields, **FAST)
+    est._check_params(X.shape[1])
+    est._learn_columns(X, rows)
+    squashed = np.sign(numeric[rows]) * np.log1p(np.abs(numeric[rows]))  # the plain computation
+    np.testing.assert_allclose(est.numeric_mean_, np.nanmean(squashed, axis=0), rtol=1e-6)
+    np.testing.assert_allclose(est.numeric_scale_, np.nanstd(squashed, axis=0), rtol=1e-5)
+    whole = est._encode(X, rows)
+    monkeypatch.setattr(nffm_module, "_BLOCK_ROWS", 7)
+    blocks = NFFMClassifier(fields=fields, **FAST)
+    blocks._check_params(X.shape[1])
+    blocks._learn_columns(X, rows)
+    np.testing.assert_allclose(blocks.numeric_mean_, est.numeric_mean_, rtol=1e-6)
+    np.testing.assert_allclose(blocks.numeric_scale_, est.numeric_scale_, rtol=1e-6)
+    parts = est._encode(X, rows)
+    assert (parts.tokens != whole.tokens).nnz == 0 and parts.tokens.shape == whole.tokens.shape
+    np.testing.assert_array_equal(parts.numeric, whole.numeric)
+    one_by_one = est._encode(X[rows])
+    assert (one_by_one.tokens != whole.tokens).nnz == 0
+
+
 def test_predictions_do_not_depend_on_the_chunking() -> None:
     X, y, fields, _ = _pair_data(1500)
     est = NFFMClassifier(fields=fields, **FAST).fit(X, y)

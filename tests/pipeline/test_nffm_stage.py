@@ -30,7 +30,7 @@ def nffm_build(built: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     settings = replace(
         TrainSettings(), models=("easy_dense", "nffm_raw", "nffm_full"), final="blend_score", n_bags=2,
         n_estimators=25, chunk_rows=150, n_jobs=1, permutation_rows=300,
-        nffm=NFFMSettings(epochs=2, batch_size=256, hidden_units=16),
+        nffm=NFFMSettings(epochs=2, batch_size=256, hidden_units=16, n_bags=2),
     )
     run_train(b / "features", b / "interim", b / "folds" / "folds.npy", out / "build", out / "reports" / "cv.md",
               settings, truth=built / "raw" / "test1.truth.csv")
@@ -65,7 +65,7 @@ def test_the_neural_models_are_full_members_of_the_ensemble(nffm_build: Path) ->
     for name in ("nffm_raw", "nffm_full"):
         assert 0.4 < rows[name]["oof_mean_aid_auc"] <= 1.0
         models = load_artifact(nffm_build / "build" / "models" / f"{name}.joblib", ArtifactKind.FOLD_MODELS)
-        assert all(isinstance(m, NFFMClassifier) and m.group_column == 0 for m in models)
+        assert all(isinstance(m, NFFMClassifier) and m.group_column == 0 and len(m.weights_) == 2 for m in models)
     manifest = json.loads((nffm_build / "build" / "models" / "scorer.json").read_text())
     assert manifest["versions"]["torch"] == torch.__version__
     report = (nffm_build / "reports" / "cv.md").read_text()
@@ -94,7 +94,8 @@ def test_nffm_settings_are_typed_and_checked(tmp_path: Path) -> None:
     assert settings.nffm.embedding_dim == 4 and settings.nffm.ratio == 0.0 and settings.nffm.epochs == 4
     for text, message in [("[train.nffm]\nembeding_dim = 4\n", "unknown setting [train] nffm.embeding_dim"),
                           ("[train.nffm]\ninteractions = 'some'\n", "[train] nffm.interactions: 'some' is none of"),
-                          ("[train.nffm]\nepochs = 'two'\n", "[train] nffm.epochs must be int")]:
+                          ("[train.nffm]\nepochs = 'two'\n", "[train] nffm.epochs must be int"),
+                          ("[train.nffm]\nn_bags = 0\n", "[train] nffm.n_bags: must be at least 1")]:
         path.write_text(text)
         with pytest.raises(LookalikeError, match="^" + str(path)) as err:
             load_config(path)

@@ -25,6 +25,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from ensemble import per_aid_auc
+from ensemble.metrics import aid_groups
 from pipeline.config import TrainSettings
 from pipeline.design import Fold, Part, TrainInputs
 from pipeline.files import read_train_pairs
@@ -37,9 +38,8 @@ WEIGHTS = (0.3, 0.4, 0.5, 0.6)
 def _rank_in_aid(scores: np.ndarray, aid: np.ndarray) -> np.ndarray:
     """Each score's rank inside its aid, scaled to (0, 1]."""
     ranks = np.empty(len(scores))
-    for a in np.unique(aid):
-        rows = aid == a
-        ranks[rows] = rankdata(scores[rows]) / rows.sum()
+    for _, rows in aid_groups(aid):
+        ranks[rows] = rankdata(scores[rows]) / len(rows)
     return ranks
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["NFFMNet", "pair_products"]
+__all__ = ["NFFMNet", "inverse_cells", "pair_products"]
 
 
 class _PairProducts(torch.autograd.Function):

@@ -305,7 +305,11 @@ class NFFMClassifier(BinaryClassifierMixin, BaseEstimator):
                 rate = float(np.clip(y01[fit_rows].mean(), 1e-6, 1 - 1e-6))
                 net.bias.data.fill_(math.log(rate / (1 - rate)))  # start from the base rate, not from 0.5
                 net = net.to(self.device_)
-                nets.append(self._train(torch, net, X, y01, fit_rows, stop_rows, bag))
+                net, best_epoch, history = self._train(torch, net, X, y01, fit_rows, stop_rows, bag)
+                self.weights_.append({k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()})
+                self.best_epoch_.append(best_epoch)
+                self.history_.append(history)
+                nets.append(net)
         self.__dict__["_net_cache"] = nets
         return self
 
@@ -404,8 +408,9 @@ class NFFMClassifier(BinaryClassifierMixin, BaseEstimator):
     def _train(
         self, torch: Any, net: Any, X: sp.csr_matrix, y: np.ndarray,  # noqa: ANN401
         fit_rows: np.ndarray, stop_rows: np.ndarray | None, bag: int,
-    ) -> Any:  # noqa: ANN401
-        """Train network ``bag`` of the plan; append its weights, best epoch and history; return it."""
+    ) -> tuple[Any, int, list[dict[str, float]]]:
+        """Train network ``bag`` of the plan: the network with its best epoch's weights, that epoch
+        (1-based) and the per-epoch history."""
         rng = np.random.default_rng(self.random_state + 1 + bag)
         opt = torch.optim.Adam(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay,
                                fused=True)  # one kernel per step: 5x faster than the loop over tensors
@@ -452,10 +457,7 @@ class NFFMClassifier(BinaryClassifierMixin, BaseEstimator):
             best_state, best_epoch = copy.deepcopy(net.state_dict()), len(history)
         net.load_state_dict(best_state)
         net.eval()
-        self.weights_.append({k: v.detach().cpu().numpy().copy() for k, v in best_state.items()})
-        self.best_epoch_.append(best_epoch)
-        self.history_.append(history)
-        return net
+        return net, best_epoch, history
 
     # ------------------------------------------------------------------ encoding
     def _encode(self, X: sp.csr_matrix, rows: np.ndarray | None = None) -> _Encoded:

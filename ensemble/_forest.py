@@ -72,8 +72,16 @@ class Forest:
     n_features: int
 
     @classmethod
-    def from_booster(cls, booster: lgb.Booster, num_iteration: int | None = None) -> Forest:
-        """The first ``num_iteration`` trees of a binary ``booster`` (``None`` or 0: all)."""
+    def from_booster(
+        cls, booster: lgb.Booster, num_iteration: int | None = None, columns: np.ndarray | None = None,
+        n_features: int | None = None,
+    ) -> Forest:
+        """The first ``num_iteration`` trees of a binary ``booster`` (``None`` or 0: all).
+
+        ``columns``: for a booster trained on some columns of a wider input,
+        the input column of each of its features; the forest then reads rows
+        of ``n_features`` columns (no copy of the selected columns is made).
+        """
         model = booster.dump_model(num_iteration=num_iteration or None)
         objective = model["objective"].split()
         if objective[0] != "binary" or model["num_tree_per_iteration"] != 1 or model.get("average_output"):
@@ -84,9 +92,16 @@ class Forest:
         leaves: list[float] = []
         roots = [_flatten(t["tree_structure"], nodes, bitsets, leaves) for t in model["tree_info"]]
         cat_start = np.cumsum([0, *(len(b) for b in bitsets)]).astype(np.int64)
+        feature = np.asarray(nodes["feature"], dtype=np.int32)
+        width = int(model["max_feature_idx"]) + 1
+        if columns is not None:
+            columns = np.asarray(columns, dtype=np.int32)
+            if len(columns) != width or n_features is None or (len(columns) and columns.max() >= n_features):
+                raise ValueError(f"columns must map the booster's {width} features into n_features input columns")
+            feature, width = columns[feature], int(n_features)
         return cls(
             roots=np.asarray(roots, dtype=np.int32),
-            feature=np.asarray(nodes["feature"], dtype=np.int32),
+            feature=feature,
             threshold=np.asarray(nodes["threshold"], dtype=np.float64),
             flags=np.asarray(nodes["flags"], dtype=np.uint8),
             left=np.asarray(nodes["left"], dtype=np.int32),
@@ -95,7 +110,7 @@ class Forest:
             cat_words=np.concatenate(bitsets).astype(np.uint32) if bitsets else np.zeros(0, np.uint32),
             leaf_value=np.asarray(leaves, dtype=np.float64),
             sigmoid=sigmoid,
-            n_features=int(model["max_feature_idx"]) + 1,
+            n_features=width,
         )
 
     def raw_score(self, X: np.ndarray) -> np.ndarray:

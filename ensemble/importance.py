@@ -28,7 +28,8 @@ def gain_importance(estimator: BaseEstimator) -> np.ndarray:
     """Total split gain per input column of a fitted bagged or per-aid model.
 
     Sums every bag's trees up to its best iteration (the trees that predict);
-    a per-aid model sums its global model and every aid's model.
+    a per-aid model sums its global model and every aid's model. Columns a
+    model's column selection left out have no gain.
 
     Returns
     -------
@@ -39,8 +40,9 @@ def gain_importance(estimator: BaseEstimator) -> np.ndarray:
         return np.sum([gain_importance(e) for e in parts], axis=0) if parts else np.zeros(estimator.n_features_in_)
     if isinstance(estimator, BaseLGBMBagging):
         total = np.zeros(estimator.n_features_in_)
+        columns = getattr(estimator, "columns_", np.arange(estimator.n_features_in_))  # the selected columns
         for booster in estimator.estimators_:
-            total += booster.feature_importance("gain", iteration=booster.best_iteration or None)
+            total[columns] += booster.feature_importance("gain", iteration=booster.best_iteration or None)
         return total
     raise TypeError(f"no gain importance for {type(estimator).__name__}")
 

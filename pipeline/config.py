@@ -194,6 +194,7 @@ class TrainSettings:
     early_stopping_rounds: int = 40  #: on held-out rows of the training folds (0: off)
     early_stopping_metric: str = "logloss"  #: logloss | aid_auc (mean per-aid AUC of the held-out rows)
     validation_fraction: float = 0.1  #: share of a bag's positives held out for early stopping
+    gain_share: float = 0.995  #: bags train on the fewest columns holding this share of a pilot's gain (1: all)
     categorical_crosses: bool = False  #: LightGBM categorical splits on the aid x attribute cross ids
     final: str = "auto"  #: what is submitted: auto (best out of fold), a model or a combiner
     refit: bool = True  #: submit the final model(s) refitted on all training rows
@@ -231,6 +232,8 @@ class TrainSettings:
                                f"{self.early_stopping_metric!r} is none of {', '.join(EARLY_STOPPING_METRICS)}")
         if not 0.0 <= self.validation_fraction < 1.0:
             raise SettingError("validation_fraction", f"must be in [0, 1), got {self.validation_fraction}")
+        if not 0.0 < self.gain_share <= 1.0:
+            raise SettingError("gain_share", f"must be in (0, 1], got {self.gain_share}")
         allowed = ["auto", *self.models, *(COMBINERS if len(self.models) > 1 else ())]
         if self.final not in allowed:
             raise SettingError("final", f"{self.final!r} is none of: {', '.join(allowed)}")
@@ -264,7 +267,7 @@ def _check_scheduler(scheduler: str) -> None:
 
 
 #: ``[train]`` settings a search space may name (every other key is a LightGBM parameter)
-TUNABLE_TRAIN_KEYS = ("n_bags", "ratio", "n_estimators", "early_stopping_rounds", "validation_fraction")
+TUNABLE_TRAIN_KEYS = ("n_bags", "ratio", "n_estimators", "early_stopping_rounds", "validation_fraction", "gain_share")
 #: how a search-space entry is sampled: uniform, log-uniform, integer, integer log-uniform
 SPACE_KINDS = ("float", "log", "int", "int-log")
 

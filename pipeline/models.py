@@ -107,6 +107,7 @@ class LightGBMKind:
             n_jobs=settings.n_jobs or None,
             random_state=settings.seed,
             params=dict(settings.lgbm),
+            gain_share=settings.gain_share,
         )
 
 
@@ -190,11 +191,16 @@ def build_model(spec: ModelSpec, settings: TrainSettings, columns: ModelColumns)
     """The unfitted estimator of ``spec``: its kind's, wrapped per aid for ``peraid`` and ``hybrid``.
 
     Per-aid models train their aids in parallel threads with one LightGBM
-    thread each; with ``[train] n_jobs`` set, its threads go to one aid at a time.
+    thread each; with ``[train] n_jobs`` set, its threads go to one aid at a
+    time. They keep every column (``[train] gain_share`` applies to global
+    models): a pilot on one aid's few thousand rows is too noisy to drop
+    columns by, and would be paid once per aid.
     """
     est = KINDS[spec.kind].build(spec.feature_set, settings, columns)
     if not spec.per_aid:
         return est
+    if "gain_share" in est.get_params():
+        est.set_params(gain_share=1.0)
     n_aid_jobs = 1 if settings.n_jobs else (os.cpu_count() or 1)
     return PerAidLGBM(est, group_column=0, min_positives=settings.min_positives,
                       hybrid=spec.granularity is Granularity.HYBRID, n_jobs=n_aid_jobs)

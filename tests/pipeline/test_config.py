@@ -49,6 +49,8 @@ def _write(tmp_path: Path, text: str) -> Path:
         ("[train]\nfinal = 'stack'\n", "[train] final: 'stack' is none of: auto, easy_dense"),
         ("[train]\ndevice = 'tpu'\n", "[train] device: 'tpu' is none of auto, cpu, gpu, cuda"),
         ("[train]\nscheduler = 'local:0'\n", "[train] scheduler: 'local:0'"),
+        ("[train]\ngain_share = 0\n", "[train] gain_share: must be in (0, 1], got 0"),
+        ("[train]\ngain_share = 1.2\n", "[train] gain_share: must be in (0, 1], got 1.2"),
         ("[train]\nearly_stopping_metric = 'auc'\n", "[train] early_stopping_metric: 'auc' is none of logloss, aid_auc"),
         ("[train.lgbm]\nnum_leafs = 7\n", "[train] lgbm.num_leafs: is not a LightGBM parameter"),
         ("[train.lgbm]\nnum_threads = 7\n", "[train] lgbm.num_threads: is set by the pipeline itself; use [train] n_jobs"),
@@ -85,3 +87,7 @@ def test_model_names_parse_to_their_kind_set_and_granularity() -> None:
                                                                                     "hybrid", True)
     peraid = build_model(parse_model("easy_dense_peraid"), replace(TrainSettings(), min_positives=9), ModelColumns([0]))
     assert type(peraid).__name__ == "PerAidLGBM" and peraid.min_positives == 9 and not peraid.hybrid
+    # [train] gain_share selects the columns of global models; per-aid copies keep every column
+    settings = replace(TrainSettings(), gain_share=0.9)
+    assert build_model(parse_model("easy_dense"), settings, ModelColumns([0])).gain_share == 0.9
+    assert build_model(parse_model("easy_dense_hybrid"), settings, ModelColumns([0])).estimator.gain_share == 1.0

@@ -6,7 +6,27 @@ from collections.abc import Iterator
 
 import numpy as np
 
-__all__ = ["row_chunks", "sorted_index", "take_rows"]
+__all__ = ["row_chunks", "search_sorted", "sorted_index", "take_rows"]
+
+#: below this many values, :func:`search_sorted` does not sort them first
+_SORT_FROM = 4096
+
+
+def search_sorted(table: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``np.searchsorted(table, values)`` (left side) for a 1-d ``values``, searched in sorted order.
+
+    NumPy's binary search starts each search from the previous one's bounds
+    when the values come in increasing order, and the table's cache lines are
+    then read in order: on a table of 12M uids, 200k random values took 0.14
+    s unsorted and 0.025 s sorted (argsort included).
+    """
+    table, values = np.asarray(table), np.asarray(values)
+    if values.ndim != 1 or len(values) < _SORT_FROM:
+        return np.searchsorted(table, values)
+    order = np.argsort(values, kind="stable")
+    out = np.empty(len(values), dtype=np.intp)
+    out[order] = np.searchsorted(table, values[order])
+    return out
 
 
 def sorted_index(table: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -14,7 +34,7 @@ def sorted_index(table: np.ndarray, values: np.ndarray) -> np.ndarray:
     table, values = np.asarray(table), np.asarray(values)
     if len(table) == 0:
         return np.full(values.shape, -1, dtype=np.int64)
-    pos = np.minimum(np.searchsorted(table, values), len(table) - 1)
+    pos = np.minimum(search_sorted(table, values), len(table) - 1)
     return np.where(table[pos] == values, pos, -1).astype(np.int64)
 
 

@@ -6,6 +6,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from core import search_sorted
+
 __all__ = ["KeyCounter", "LeaveSelfOutHistory"]
 
 
@@ -23,7 +25,7 @@ def _lookup(table: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if len(table) == 0:
         return np.zeros(len(X), dtype=np.int64), np.zeros(len(X), dtype=bool)
     if X.shape[1] == 1:
-        pos = np.minimum(np.searchsorted(table[:, 0], X[:, 0]), len(table) - 1)
+        pos = np.minimum(search_sorted(table[:, 0], X[:, 0]), len(table) - 1)
         return pos, table[pos, 0] == X[:, 0]
     _, inv = np.unique(np.vstack([table, X]), axis=0, return_inverse=True)
     inv = inv.ravel()

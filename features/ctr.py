@@ -149,6 +149,9 @@ class CTREncoder(TransformerMixin, BaseEstimator):
     fold_counts_ : ndarray of float64, shape (2, n_folds)
         Rows and positives per fold (the prior of an empty group).
     n_folds_ : int
+    pooled_ : bool
+        Whether the folds were summed into one (:meth:`pooled`): such an
+        encoder leaves no fold out.
     """
 
     def __init__(self, spec: CTRSpec, chunk_rows: int = 500_000) -> None:
@@ -203,7 +206,25 @@ class CTREncoder(TransformerMixin, BaseEstimator):
                           lay.row_codes(aid_idx[start:stop]), folds[start:stop], y[start:stop],
                           lay.col_field, lay.start, lay.n_tok, lay.base, key_map, counts, group_counts, fold_counts)
         self.key_map_, self.counts_, self.group_counts_, self.fold_counts_ = key_map, counts, group_counts, fold_counts
+        self.pooled_ = False
         return self
+
+    def pooled(self) -> CTREncoder:
+        """This encoder with its folds summed into one: for rows encoded from every fold (``exclude=-1``).
+
+        Its :meth:`transform` gives the same values as this one's with no
+        fold left out (integer sums: bit for bit), from a fifth of the counts
+        with five folds; the saved scorer of refitted models keeps only this
+        (README, "Saved models and scoring new pairs"). It can leave no fold out.
+        """
+        check_is_fitted(self, "counts_")
+        out = CTREncoder(self.spec, self.chunk_rows)
+        out.key_map_ = self.key_map_
+        out.counts_ = self.counts_.sum(axis=2, keepdims=True, dtype=np.int64).astype(np.int32)
+        out.group_counts_ = self.group_counts_.sum(axis=-1, keepdims=True)
+        out.fold_counts_ = self.fold_counts_.sum(axis=-1, keepdims=True)
+        out.n_folds_, out.pooled_ = 1, True
+        return out
 
     def fit_transform(  # type: ignore[override]
         self, X: Any, y: np.ndarray, aid_idx: np.ndarray, folds: np.ndarray  # noqa: ANN401
@@ -258,6 +279,8 @@ class CTREncoder(TransformerMixin, BaseEstimator):
             out = np.empty((n, lay.n_out), dtype=np.float32)
         ex_a = np.broadcast_to(np.asarray(exclude, dtype=np.int64), (n,))
         ex_b = np.broadcast_to(np.asarray(exclude_also, dtype=np.int64), (n,))
+        if getattr(self, "pooled_", False) and n and max(ex_a.max(), ex_b.max()) >= 0:
+            raise ValueError("a pooled encoder (folds summed) cannot leave a fold out")
         aid_idx = np.asarray(aid_idx)
         priors = self.priors()
         priors = (priors, _k.logits(np.ascontiguousarray(priors)))

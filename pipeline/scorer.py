@@ -47,7 +47,9 @@ class Scorer:
     featurizer : PairFeaturizer
         The fitted feature pipeline of the features stage.
     encoder : CTREncoder or None
-        The train stage's CTR counts (``None`` when no model uses them).
+        The train stage's CTR counts (``None`` when no model uses them);
+        kept :meth:`~features.CTREncoder.pooled` when every kept model is a
+        refit (then no fold is ever left out).
     models : dict of name -> ScoredModel
         In the column order the combiner expects.
     final : str
@@ -66,10 +68,12 @@ class Scorer:
         combiner: Any = None,  # noqa: ANN401
     ) -> None:
         self.featurizer = featurizer
-        self.encoder = encoder
         self.final = final
         self.combiner = combiner
         self.models = models if combiner is not None else {final: models[final]}
+        refitted = all(task.excluded < 0 for m in self.models.values() for task in m.tasks)
+        # refitted models encode from every fold: keep the counts summed over the folds (a fifth of them)
+        self.encoder = encoder.pooled() if encoder is not None and refitted else encoder
 
     @property
     def aids(self) -> np.ndarray:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from core import row_chunks, sorted_index, take_rows
+import pytest
+
+from core import row_chunks, search_sorted, sorted_index, take_rows
 
 
 def test_sorted_index_matches_a_dict() -> None:
@@ -14,6 +16,19 @@ def test_sorted_index_matches_a_dict() -> None:
     where = {int(v): i for i, v in enumerate(table)}
     assert sorted_index(table, values).tolist() == [where.get(int(v), -1) for v in values]
     assert sorted_index(np.zeros(0, np.int64), values).tolist() == [-1] * 200
+
+
+@pytest.mark.parametrize("n_values", [0, 10, 5000, 20000])
+def test_search_sorted_equals_numpy_in_any_order(n_values: int) -> None:
+    rng = np.random.default_rng(n_values)
+    table = np.sort(rng.integers(0, 1000, size=3000))  # repeated entries: the left-most position
+    values = rng.integers(-10, 1010, size=n_values)  # below, inside and past the table, repeats
+    assert np.array_equal(search_sorted(table, values), np.searchsorted(table, values))
+    where = {}
+    for i, v in enumerate(np.unique(table)):
+        where[int(v)] = i
+    uniq = np.unique(table)
+    assert sorted_index(uniq, values).tolist() == [where.get(int(v), -1) for v in values]
 
 
 def test_take_rows_matches_indexing_a_csr_matrix() -> None:

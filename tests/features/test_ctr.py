@@ -89,6 +89,22 @@ def test_leaving_folds_out_of_shared_counts_equals_refitting_without_them() -> N
         np.testing.assert_allclose(enc.transform(X[held], aid[held], k), want_held, rtol=1e-6, atol=1e-9, equal_nan=True)
 
 
+def test_pooled_folds_encode_every_fold_bit_for_bit_and_leave_none_out() -> None:
+    spec, X, aid, y, folds = _data(5, n=400)
+    enc = CTREncoder(spec, chunk_rows=50).fit(X, y, aid_idx=aid, folds=folds)
+    pooled = enc.pooled()
+    assert pooled.n_folds_ == 1 and pooled.pooled_ and not enc.pooled_
+    assert pooled.counts_.shape == (len(enc.counts_), 2, 1) and pooled.counts_.dtype == enc.counts_.dtype
+    assert np.array_equal(pooled.transform(X, aid), enc.transform(X, aid), equal_nan=True)
+    # the same as the reference fitted on every row
+    _, want = _reference(spec, X, aid, y, folds, X, aid)
+    np.testing.assert_allclose(pooled.transform(X, aid), want, rtol=1e-6, atol=1e-9, equal_nan=True)
+    with pytest.raises(ValueError, match="cannot leave a fold out"):
+        pooled.transform(X, aid, 2)
+    with pytest.raises(ValueError, match="cannot leave a fold out"):
+        pooled.transform(X, aid, -1, folds)
+
+
 def test_rows_do_not_depend_on_the_chunk_or_the_reader(tmp_path) -> None:  # noqa: ANN001
     spec, X, aid, y, folds = _data(4, n=250)
     path = tmp_path / "x.npz"

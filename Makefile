@@ -4,6 +4,7 @@
 DATA        ?= data/raw
 SCALE       ?= small
 SEED        ?= 0
+FAMILY      ?= latent
 CONFIG      ?= config/default.toml
 BUILD       ?= data
 REPORTS     ?= reports
@@ -35,7 +36,7 @@ TUNED      := $(REPORTS)/tune.toml
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  %-10s %s\n", $$1, $$2}'
-	@echo "  variables: DATA=$(DATA) SCALE=$(SCALE) CONFIG=$(CONFIG) BUILD=$(BUILD)"
+	@echo "  variables: DATA=$(DATA) SCALE=$(SCALE) FAMILY=$(FAMILY) CONFIG=$(CONFIG) BUILD=$(BUILD)"
 
 $(LOOKALIKE): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +48,7 @@ install: $(LOOKALIKE) ## create .venv and install the project with its test tool
 
 # Synthetic data only when the competition files are absent (never overwrites).
 $(RAW) &: | $(LOOKALIKE)
-	$(LOOKALIKE) synth --out $(DATA) --scale $(SCALE) --seed $(SEED)
+	$(LOOKALIKE) synth --out $(DATA) --scale $(SCALE) --seed $(SEED) --family $(FAMILY)
 
 data: $(RAW) ## generate synthetic data into DATA if no competition files are there
 

@@ -48,7 +48,7 @@ def _positive_int(text: str) -> int:
 
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
-    from pipeline.synth import SCALES
+    from pipeline.synth import FAMILIES, SCALES
 
     p = sub.add_parser(
         "synth",
@@ -63,6 +63,9 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-rows", type=_positive_int, help="override the train rows")
     p.add_argument("--test-rows", type=_positive_int, help="override the test rows")
     p.add_argument("--aids", type=_positive_int, help="override the number of aids")
+    p.add_argument("--family", default="latent", choices=list(FAMILIES),
+                   help="who converts: latent (users' tastes and aids' preferences, the default) or rules "
+                        "(audiences defined by targeting rules; also writes rules.json)")
     p.set_defaults(run=_run_synth)
 
 
@@ -70,7 +73,7 @@ def _run_synth(args: argparse.Namespace) -> None:
     from pipeline.synth import generate, size_for_scale
 
     size = size_for_scale(args.scale, args.users, args.train_rows, args.aids, args.test_rows)
-    generate(args.out, size, seed=args.seed)
+    generate(args.out, size, seed=args.seed, family=args.family)
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:

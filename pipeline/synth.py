@@ -44,6 +44,16 @@ drawn around 4.8% (per-aid variation). Rows per aid vary (log-normal), about
 
 Everything is deterministic for a seed; users are generated and written in
 chunks, so the full scale streams to disk.
+
+Families
+--------
+The model above is the ``latent`` family (the default). ``--family rules``
+(:mod:`pipeline.synth_rules`) writes the same users, ads and pairs, and
+decides who converts by targeting rules instead: each aid's audience is a few
+conjunctions of conditions on tokens, demographics, regions, devices and list
+lengths, shared in part by the ads of an advertiser and of a product type,
+with heavy users who convert on every ad a little more. Its rules are written
+to ``rules.json``.
 """
 
 from __future__ import annotations
@@ -59,6 +69,7 @@ from tqdm.auto import tqdm
 
 from core import LookalikeError
 from pipeline.io import atomic_paths
+from pipeline.synth_rules import RULES_FILE, draw_audiences, literal_matrix, rule_matrix
 from pipeline.schema import (
     AD_COLUMNS,
     AD_FILE,
@@ -69,11 +80,13 @@ from pipeline.schema import (
     FieldSpec,
 )
 
-__all__ = ["SCALES", "SynthSize", "TRUTH_FILE", "generate", "size_for_scale"]
+__all__ = ["FAMILIES", "SCALES", "SynthSize", "TRUTH_FILE", "generate", "size_for_scale"]
 
 logger = logging.getLogger(__name__)
 
 TRUTH_FILE = "test1.truth.csv"
+#: generative families: who converts (the users, ads and pairs are the same for a seed)
+FAMILIES = ("latent", "rules")
 N_TOPICS = 12
 N_REGIONS = 30
 REPEAT_SHARE = 0.15
@@ -349,13 +362,20 @@ def _field_lists(
     return present[rows], ids
 
 
-def _render_user_chunk(world: _World, start: int, stop: int) -> bytes:
+def _user_lists(
+    world: _World, start: int, stop: int
+) -> tuple[dict[str, np.ndarray], list[tuple[np.ndarray, np.ndarray]]]:
+    """Latents of users ``start:stop`` and their ``(rows, ids)`` per field of :data:`FIELDS` (chunk-seeded)."""
     rng = np.random.default_rng([world.seed, 2, start])
     lat = _user_latents(world, start, stop)
+    return lat, [_field_lists(rng, spec, lat, world) for spec in FIELDS]
+
+
+def _render_user_chunk(world: _World, start: int, stop: int) -> bytes:
+    _, lists = _user_lists(world, start, stop)
     n = stop - start
     # field 0 is uid; fields 1.. follow the schema order
-    parts = [(np.arange(n), world.uids[start:stop])]
-    parts += [_field_lists(rng, spec, lat, world) for spec in FIELDS]
+    parts = [(np.arange(n), world.uids[start:stop]), *lists]
     n_fields = len(parts)
     counts = np.zeros((n, n_fields), dtype=np.int64)
     for f, (rows, _) in enumerate(parts):
@@ -503,6 +523,31 @@ def _pair_scores(
     return score
 
 
+def _rule_scores(world: _World, weights: np.ndarray, audiences, aid_idx: np.ndarray,  # noqa: ANN001
+                 user: np.ndarray) -> np.ndarray:
+    """The rules family's logit but the intercept: the weights of the aid's rules the user matches,
+    plus the user's propensity; chunk by chunk of users (their lists generated again)."""
+    score = np.zeros(len(user))
+    chunk = _chunk_users(world.size.users)
+    # each aid's rules and weights, padded (weight 0) to the longest list
+    width = max(len(r) for r in audiences.aid_rules)
+    rules = np.zeros((len(audiences.aid_rules), width), dtype=np.int64)
+    for a, r in enumerate(audiences.aid_rules):
+        rules[a, : len(r)] = r
+    w = np.take_along_axis(weights, rules, axis=1) * (np.arange(width) < np.array(
+        [len(r) for r in audiences.aid_rules])[:, None])
+    for start in range(0, world.size.users, chunk):
+        stop = min(start + chunk, world.size.users)
+        sel = np.flatnonzero((user >= start) & (user < stop))
+        if not len(sel):
+            continue
+        lat, parts = _user_lists(world, start, stop)
+        hits = rule_matrix(audiences, literal_matrix(audiences.literals, parts, stop - start))
+        u, a = user[sel] - start, aid_idx[sel]
+        score[sel] = (hits[u[:, None], rules[a]] * w[a]).sum(axis=1) + lat["propensity"][u]
+    return score
+
+
 def _chunk_users(n_users: int) -> int:
     return int(min(n_users, 100_000))
 
@@ -510,7 +555,9 @@ def _chunk_users(n_users: int) -> int:
 # ---------------------------------------------------------------------------
 # entry point
 # ---------------------------------------------------------------------------
-def generate(out_dir: str | os.PathLike[str], size: SynthSize, seed: int = 0) -> dict[str, Path]:
+def generate(
+    out_dir: str | os.PathLike[str], size: SynthSize, seed: int = 0, family: str = "latent"
+) -> dict[str, Path]:
     """Write a synthetic competition file set into ``out_dir``.
 
     Parameters
@@ -522,12 +569,17 @@ def generate(out_dir: str | os.PathLike[str], size: SynthSize, seed: int = 0) ->
         Row counts (see :data:`SCALES`).
     seed : int
         Seed; the same seed and size give byte-identical files.
+    family : {"latent", "rules"}
+        Who converts (see the module docstring); the users, ads and pairs
+        are the same in both. ``rules`` also writes ``rules.json``.
 
     Returns
     -------
     dict
         File role -> path written.
     """
+    if family not in FAMILIES:
+        raise LookalikeError(f"unknown family {family!r}; choose from {', '.join(FAMILIES)}")
     out = Path(out_dir)
     names = {
         "users": USER_FILE,
@@ -535,6 +587,7 @@ def generate(out_dir: str | os.PathLike[str], size: SynthSize, seed: int = 0) ->
         "train": TRAIN_FILE,
         "test": TEST_FILE,
         "truth": TRUTH_FILE,
+        **({"rules": RULES_FILE} if family == "rules" else {}),
     }
     paths = {role: out / name for role, name in names.items()}
     existing = [str(p) for p in paths.values() if p.exists()]
@@ -550,8 +603,8 @@ def generate(out_dir: str | os.PathLike[str], size: SynthSize, seed: int = 0) ->
         raise LookalikeError(f"output folder {out} is not writable")
 
     logger.info(
-        "generating %s users, %s train rows, %s test rows, %s aids (seed %d) into %s",
-        f"{size.users:,}", f"{size.train_rows:,}", f"{size.test_rows:,}", size.aids, seed, out,
+        "generating %s users, %s train rows, %s test rows, %s aids (seed %d, %s family) into %s",
+        f"{size.users:,}", f"{size.train_rows:,}", f"{size.test_rows:,}", size.aids, seed, family, out,
     )
     world = _make_world(size, seed)
     rng = np.random.default_rng([seed, 3])
@@ -563,13 +616,25 @@ def generate(out_dir: str | os.PathLike[str], size: SynthSize, seed: int = 0) ->
                 fh.write(_render_user_chunk(world, start, min(start + chunk, size.users)))
         ads = _make_ads(size, rng)
         ads.to_csv(tmp[1], index=False)
-        ads_fx = _ad_effects(ads, rng)
+        ads_fx = _ad_effects(ads, rng)  # drawn in both families: the same stream, so the same pairs
         aid_idx, user, is_test = _assign_pairs(size, rng)
-        score = _pair_scores(world, ads_fx, aid_idx, user)
+        audiences = None
+        if family == "rules":
+            sample = min(chunk, size.users)
+            audiences = draw_audiences(
+                np.random.default_rng([seed, 5]), ads["advertiserId"].to_numpy(), ads["productType"].to_numpy(),
+                _user_lists(world, 0, sample)[1], sample, world.lbs_region, N_REGIONS,
+            )
+            score = _rule_scores(world, audiences.weights(), audiences, aid_idx, user)
+        else:
+            score = _pair_scores(world, ads_fx, aid_idx, user)
         target = 1.0 / (1.0 + np.exp(-rng.normal(np.log(0.045 / 0.955), 0.5, size.aids)))
         rows = np.bincount(aid_idx, minlength=size.aids)
         target = np.clip(target * BASE_RATE / np.average(target, weights=rows + 1), 0.005, 0.3)
         b = _solve_intercepts(score, aid_idx, target, size.aids)
+        if audiences is not None:
+            audiences.intercepts = b
+            audiences.write(tmp[5], ads["aid"].to_numpy())
         prob = 1.0 / (1.0 + np.exp(-(b[aid_idx] + score)))
         label = np.where(rng.random(len(prob)) < prob, 1, -1)
         aids = ads["aid"].to_numpy()[aid_idx]

@@ -5,7 +5,7 @@ small array helpers. It imports only NumPy and SciPy: no file I/O, no
 command line, nothing from the packages above it (see README, "Architecture").
 """
 
-from core.arrays import row_chunks, search_sorted, sorted_index, take_rows
+from core.arrays import distinct, row_chunks, search_sorted, sorted_index, take_rows
 from core.containers import AdTable, FieldBlock, Pairs, UserMatrix
 from core.errors import InputFormatError, LookalikeError
 
@@ -16,7 +16,9 @@ __all__ = [
     "LookalikeError",
     "Pairs",
     "UserMatrix",
+    "distinct",
     "row_chunks",
+    "search_sorted",
     "sorted_index",
     "take_rows",
 ]

@@ -28,6 +28,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from core import distinct
 from ensemble._device import resolve_device
 from ensemble._forest import Forest
 from ensemble.metrics import per_aid_auc
@@ -148,7 +149,7 @@ class BagPlan:
     def rows(self) -> np.ndarray:
         """Sorted positions of every row some bag trains or early-stops on."""
         parts = [*self.bags, *(s for s in self.stops if s is not None)]
-        return np.unique(np.concatenate(parts)) if parts else np.empty(0, np.int64)
+        return distinct(np.concatenate(parts)) if parts else np.empty(0, np.int64)
 
     def restrict(self) -> tuple[np.ndarray, BagPlan]:
         """``(rows, plan)``: :attr:`rows`, and this plan in positions of those rows only.
@@ -261,6 +262,9 @@ class BaseLGBMBagging(BinaryClassifierMixin, BaseEstimator):
         input is predicted by this compiled evaluator, which gives
         LightGBM's scores (tested to 1e-12) about twice as fast; sparse
         input goes to LightGBM's own predictor (README, "Train stage profile").
+    sort_columns_ : list of int
+        The input columns the trees split on most near their roots: rows to
+        predict are sorted by them first (:meth:`_row_order`).
     columns_ : ndarray of int
         The input columns the bags were trained on, in increasing order (all
         of them unless ``gain_share < 1``); the boosters' feature ``j`` is
@@ -349,6 +353,7 @@ class BaseLGBMBagging(BinaryClassifierMixin, BaseEstimator):
             del self._init
         self.forests_ = [Forest.from_booster(b, b.best_iteration or None, self.columns_, X.shape[1])
                          for b in self.estimators_]
+        self.sort_columns_ = _first_split_columns(self.forests_)
         return self
 
     def predict_proba(self, X: _Matrix, init_score: np.ndarray | None = None) -> np.ndarray:
@@ -364,6 +369,10 @@ class BaseLGBMBagging(BinaryClassifierMixin, BaseEstimator):
         )
         if (init_score is not None) != getattr(self, "boosts_from_init_", False):
             raise ValueError("pass init_score to predict_proba exactly when fit had one")
+        order = self._row_order(X)
+        if order is not None:
+            X = X[order]
+            init_score = None if init_score is None else np.asarray(init_score)[order]
         p = np.zeros(X.shape[0])
         for bag, beta in enumerate(self._betas()):
             if init_score is not None:  # the bag's margin plus the init is the log-odds at full balance
@@ -371,7 +380,24 @@ class BaseLGBMBagging(BinaryClassifierMixin, BaseEstimator):
                 continue
             p += _undo_undersampling(self._bag_predict(bag, X), beta)
         p /= len(self.estimators_)
+        p = _unsort(p, order)
         return np.column_stack([1.0 - p, p])
+
+    def _row_order(self, X: _Matrix) -> np.ndarray | None:
+        """An order of the rows of a dense ``X`` that groups rows taking the same first branches
+        (by :attr:`sort_columns_`), or ``None`` to keep them as they are.
+
+        The compiled forests walk the trees row after row, and rows that take
+        the same branches as the row before keep the CPU's branch predictions
+        right: on 400k held-out rows at full scale, rows sorted by their aid
+        were scored in 0.8 of the time of the file's order (README, "Train
+        stage profile"). Every row's score is its own, so the order changes
+        nothing but the time.
+        """
+        columns = getattr(self, "sort_columns_", None)
+        if not columns or sp.issparse(X) or X.shape[0] < _SORT_ROWS_FROM:
+            return None
+        return np.lexsort(tuple(X[:, c] for c in reversed(columns)))
 
     def _bag_predict(self, bag: int, X: _Matrix, raw_score: bool = False) -> np.ndarray:
         """Bag ``bag``'s probabilities (or margins) up to its best iteration: the compiled forest for
@@ -520,6 +546,33 @@ class BaseLGBMBagging(BinaryClassifierMixin, BaseEstimator):
         spare[chosen] = False
         bag = np.sort(np.r_[fit_pos, negatives[chosen]])
         return bag, _stop_rows(hold_pos, negatives[spare], self.ratio, rng), n_neg
+
+
+#: rows from which predictions sort them first (:meth:`BaseLGBMBagging._row_order`)
+_SORT_ROWS_FROM = 4096
+
+
+def _first_split_columns(forests: list[Forest], k: int = 2) -> list[int]:
+    """The ``k`` input columns most split on at the roots (weight 2) and their children (weight 1)."""
+    votes: dict[int, int] = {}
+    for forest in forests:
+        for root in forest.roots:
+            if root < 0:
+                continue
+            votes[int(forest.feature[root])] = votes.get(int(forest.feature[root]), 0) + 2
+            for child in (forest.left[root], forest.right[root]):
+                if child >= 0:
+                    votes[int(forest.feature[child])] = votes.get(int(forest.feature[child]), 0) + 1
+    return [c for c, _ in sorted(votes.items(), key=lambda cv: (-cv[1], cv[0]))[:k]]
+
+
+def _unsort(values: np.ndarray, order: np.ndarray | None) -> np.ndarray:
+    """``values`` computed on rows ``X[order]``, back in the rows' own order."""
+    if order is None:
+        return values
+    out = np.empty_like(values)
+    out[order] = values
+    return out
 
 
 def gain_columns(gain: np.ndarray, share: float) -> np.ndarray:
@@ -708,6 +761,9 @@ class BalanceCascadeLGBM(BaseLGBMBagging):
             self, X, accept_sparse="csr", ensure_all_finite="allow-nan", reset=False,
             dtype=(np.float32, np.float64),
         )
+        order = self._row_order(X)
+        if order is not None:
+            X = X[order]
         n_stages = len(self.estimators_)
         score = np.zeros(X.shape[0])
         running = np.zeros(X.shape[0])
@@ -724,5 +780,5 @@ class BalanceCascadeLGBM(BaseLGBMBagging):
         # monotone rescaling that puts "passes every stage with e_T = 0.5" at 0.5,
         # so predict (> 0.5) agrees with the argmax of these columns
         s0 = (n_stages - 0.5) / n_stages
-        score = np.where(score <= s0, 0.5 * score / s0, 0.5 + 0.5 * (score - s0) / (1.0 - s0))
+        score = _unsort(np.where(score <= s0, 0.5 * score / s0, 0.5 + 0.5 * (score - s0) / (1.0 - s0)), order)
         return np.column_stack([1.0 - score, score])

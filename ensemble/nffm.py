@@ -52,6 +52,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
+from core import distinct
 from ensemble._bagging import (
     BagPlan, BinaryClassifierMixin, _column, _undo_undersampling, binary_labels, validate_binary,
 )
@@ -295,7 +296,7 @@ class NFFMClassifier(BinaryClassifierMixin, BaseEstimator):
             raise ValueError("the plan's bags must train on the same share of the negatives")
         X = sp.csr_matrix(X) if not sp.issparse(X) else X.tocsr()
         self.device_ = resolve_torch_device(self.device)
-        self._learn_columns(X, np.unique(np.concatenate(plan.bags)))
+        self._learn_columns(X, distinct(np.concatenate(plan.bags)))
         self.negative_share_ = float(plan.negative_share[0])
         self.weights_, self.best_epoch_, self.history_, nets = [], [], [], []
         with _threads(torch, self.n_jobs), torch.random.fork_rng(devices=[]):

@@ -104,7 +104,7 @@ def logits(p):  # noqa: ANN001, ANN201
 @numba.njit(cache=True, parallel=True)
 def encode_rows(  # noqa: ANN201, PLR0913
     indptr, indices, rows, order, row_codes, exclude_a, exclude_b, col_field, start, n_tok, base, key_map, counts,
-    priors, prior_logits, smoothing, agg_codes, out_start, out,
+    priors, prior_logits, smoothing, agg_codes, out_start, needed, out,
 ):  # noqa: ANN001
     """Write the aggregates of the known keys' smoothed rates of rows ``rows`` into ``out`` (see the module doc).
 
@@ -117,6 +117,8 @@ def encode_rows(  # noqa: ANN201, PLR0913
     kernel's hot spot; README, "Train stage profile").
     ``priors[a + 1, b + 1, g, code, f]`` is the prior of ``group code x
     field`` without folds ``a`` and ``b``; ``prior_logits`` its clipped logit.
+    Only the ``group x field`` pairs with ``needed[g, f]`` are computed; the
+    others' columns are NaN.
     """
     n_rows = len(rows)
     n_groups, n_fields = row_codes.shape[1], len(start)
@@ -142,6 +144,8 @@ def encode_rows(  # noqa: ANN201, PLR0913
                 if f < 0:
                     continue
                 for g in range(n_groups):
+                    if not needed[g, f]:
+                        continue
                     code = row_codes[i, g]
                     key = _key(g, f, code, c, base, start, n_tok)
                     if key >= len(key_map) or key_map[key] < 0:
@@ -174,7 +178,9 @@ def encode_rows(  # noqa: ANN201, PLR0913
                         code = agg_codes[g, f, a]
                         if code < 0:
                             break
-                        if code == 0:
+                        if not needed[g, f]:
+                            out[i, col] = np.nan
+                        elif code == 0:
                             out[i, col] = acc[g, f, 0] / cnt if cnt > 0 else np.nan
                         elif code == 1:
                             out[i, col] = acc[g, f, 1] if cnt > 0 else np.nan

@@ -256,6 +256,7 @@ class CTREncoder(TransformerMixin, BaseEstimator):
     def transform(
         self, X: Any, aid_idx: np.ndarray, exclude: np.ndarray | int = -1,  # noqa: ANN401
         exclude_also: np.ndarray | int = -1, rows: np.ndarray | None = None, out: np.ndarray | None = None,
+        columns: np.ndarray | None = None,
     ) -> np.ndarray:
         """Statistics of rows from the fitting rows outside the excluded folds (float32).
 
@@ -271,9 +272,16 @@ class CTREncoder(TransformerMixin, BaseEstimator):
             Rows of the CSR matrix ``X`` to encode (default: all, in order).
         out : ndarray of float32, optional
             Written in place (a column slice of a design matrix is fine).
+        columns : ndarray of int, optional
+            The output columns wanted (default: all). Only the ``group x
+            field`` blocks holding one of them are computed, the rest of the
+            output is NaN: for a model that reads a selection of the columns
+            (:attr:`ensemble.BaseLGBMBagging.columns_`), at a fraction of the
+            key lookups.
         """
         check_is_fitted(self, "counts_")
         lay = self._layout()
+        needed = lay.needed(columns)
         n = X.shape[0] if rows is None else len(rows)
         if out is None:
             out = np.empty((n, lay.n_out), dtype=np.float32)
@@ -286,25 +294,26 @@ class CTREncoder(TransformerMixin, BaseEstimator):
         priors = (priors, _k.logits(np.ascontiguousarray(priors)))
         if rows is not None:  # one chunk: the rows' positions in it
             indptr, indices = _csr_arrays(sp.csr_matrix(X))
-            self._encode(lay, indptr, indices, np.asarray(rows, dtype=np.int64), aid_idx, ex_a, ex_b, priors, out)
+            self._encode(lay, indptr, indices, np.asarray(rows, dtype=np.int64), aid_idx, ex_a, ex_b, priors, needed,
+                         out)
             return out
         for start, stop, chunk in _row_chunks(X, self.chunk_rows):
             indptr, indices = _csr_arrays(chunk)
             self._encode(lay, indptr, indices, np.arange(stop - start), aid_idx[start:stop], ex_a[start:stop],
-                         ex_b[start:stop], priors, out[start:stop])
+                         ex_b[start:stop], priors, needed, out[start:stop])
         return out
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:  # noqa: ANN401
         """The output column names (:meth:`CTRSpec.names`)."""
         return np.array(self.spec.names(), dtype=object)
 
-    def _encode(self, lay, indptr, indices, rows, aid_idx, ex_a, ex_b, priors, out) -> None:  # noqa: ANN001
+    def _encode(self, lay, indptr, indices, rows, aid_idx, ex_a, ex_b, priors, needed, out) -> None:  # noqa: ANN001
         """One chunk through the compiled kernel; ``priors`` is (:meth:`priors`, their logits)."""
         order = np.argsort(aid_idx, kind="stable")  # one aid's keys are neighbours in the tables
         _k.encode_rows(
             indptr, indices, rows, order, lay.row_codes(aid_idx), np.ascontiguousarray(ex_a),
             np.ascontiguousarray(ex_b), lay.col_field, lay.start, lay.n_tok, lay.base, self.key_map_,
-            self.counts_, *priors, float(self.spec.smoothing), lay.agg_codes, lay.out_start, out,
+            self.counts_, *priors, float(self.spec.smoothing), lay.agg_codes, lay.out_start, needed, out,
         )
 
 
@@ -347,6 +356,22 @@ class _Layout:
                 agg_codes[g, f, : len(names)] = [_k.AGG_CODES[a] for a in names]
                 col += len(names)
         return cls(fields, start, n_tok, col_field, codes, n_codes, base, int(sizes.sum()), agg_codes, out_start, col)
+
+    def needed(self, columns: np.ndarray | None) -> np.ndarray:
+        """``(n_groups, n_fields)`` uint8: the ``group x field`` blocks holding an output column of ``columns``."""
+        out = np.ones(self.out_start.shape, dtype=np.uint8)
+        if columns is None:
+            return out
+        columns = np.asarray(columns, dtype=np.int64)
+        if len(columns) and (columns.min() < 0 or columns.max() >= self.n_out):
+            raise ValueError(f"output columns must be in [0, {self.n_out})")
+        width = (self.agg_codes >= 0).sum(axis=2)  # columns of each block
+        first = self.out_start
+        hit = np.zeros(self.n_out + 1, dtype=np.int64)
+        hit[np.unique(columns) + 1] = 1
+        cum = np.cumsum(hit)  # cum[c] = wanted columns below c
+        out[:] = (cum[first + width] - cum[first]) > 0
+        return out
 
     def row_codes(self, aid_idx: np.ndarray) -> np.ndarray:
         """Group code of each row (by its ``aid_idx``), one column per group."""

@@ -71,6 +71,15 @@ class DesignLayout:
             return [0]
         return list(self.dense_categorical)  # dense columns come first in the full set too
 
+    def ctr_columns(self, columns: np.ndarray | None, width: int) -> np.ndarray | None:
+        """The conversion-rate columns (positions in their block) among the design ``columns`` of a
+        dense or full set of ``width`` columns (the statistics come last in both); ``None``: all."""
+        if columns is None:
+            return None
+        columns = np.asarray(columns, dtype=np.int64)
+        start = width - self.n_ctr
+        return columns[columns >= start] - start
+
     def assemble(
         self,
         feature_set: FeatureSet,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
@@ -59,22 +60,30 @@ def field_codes(X: sp.csr_matrix, fields: list[FieldBlock]) -> tuple[np.ndarray,
     lengths : ndarray of float32, shape (n_rows, n_fields)
         Number of ids of each field.
     """
-    n, n_fields = X.shape[0], len(fields)
     singles = [k for k, f in enumerate(fields) if f.kind == "single"]
-    field_of = np.empty(X.shape[1], dtype=np.int32)
-    single_of = np.full(X.shape[1], -1, dtype=np.int32)
-    for k, f in enumerate(fields):
-        field_of[f.offset : f.stop] = k
-    for j, k in enumerate(singles):
-        single_of[fields[k].offset : fields[k].stop] = j
-    indices = X.indices
-    row_of = np.repeat(np.arange(n, dtype=np.int64), np.diff(X.indptr))
-    lengths = np.bincount(row_of * n_fields + field_of[indices], minlength=n * n_fields)
-    s = single_of[indices]
-    sel = s >= 0
-    single = np.full((n, len(singles)), -1, dtype=np.int32)
-    single[row_of[sel], s[sel]] = indices[sel]
-    return single, lengths.reshape(n, n_fields).astype(np.float32)
+    stops = np.array([f.stop for f in fields], dtype=np.int64)  # fields are consecutive column blocks
+    starts = np.array([f.offset for f in fields], dtype=np.int64)
+    single_of = np.full(len(fields), -1, dtype=np.int64)
+    single_of[singles] = np.arange(len(singles))
+    single = np.full((X.shape[0], len(singles)), -1, dtype=np.int32)
+    lengths = np.zeros((X.shape[0], len(fields)), dtype=np.float32)
+    _field_codes(X.indptr.astype(np.int64, copy=False), X.indices, starts, stops, single_of, single, lengths)
+    return single, lengths
+
+
+@numba.njit(cache=True)
+def _field_codes(indptr, indices, starts, stops, single_of, single, lengths):  # noqa: ANN001, ANN202
+    """One pass over the rows: each stored column's field (by binary search of the blocks), counted,
+    and its column kept as the row's value of a single-valued field."""
+    for r in range(len(indptr) - 1):
+        for p in range(indptr[r], indptr[r + 1]):
+            c = indices[p]
+            k = np.searchsorted(stops, c, side="right")  # the first block whose stop is past c
+            if k < len(stops) and c >= starts[k]:
+                lengths[r, k] += 1.0
+                j = single_of[k]
+                if j >= 0:
+                    single[r, j] = c
 
 
 class PairFeaturizer:
@@ -282,7 +291,8 @@ class PairFeaturizer:
 
     # ------------------------------------------------------------ transform
     def transform(
-        self, aid_idx: np.ndarray, uid: np.ndarray, X: sp.csr_matrix, y: np.ndarray | None = None
+        self, aid_idx: np.ndarray, uid: np.ndarray, X: sp.csr_matrix, y: np.ndarray | None = None,
+        tokens_only: bool = False,
     ) -> tuple[sp.csr_matrix, np.ndarray]:
         """The sparse (float32 CSR) and dense (float32) rows of a chunk of pairs.
 
@@ -296,6 +306,12 @@ class PairFeaturizer:
         y : ndarray of {0, 1}, optional
             Given for the training pairs only: their history leaves their own
             label out.
+        tokens_only : bool, default=False
+            Fill only the user-token columns of the sparse rows (in their
+            places), leaving the aid, ad and cross columns empty: all that the
+            conversion-rate statistics read, for callers whose models read no
+            sparse-set column themselves (the dense set). Saves the
+            concatenation of the blocks and the crosses.
         """
         aid_idx = np.asarray(aid_idx, dtype=np.int64)
         n = len(aid_idx)
@@ -327,9 +343,15 @@ class PairFeaturizer:
         new = lut[X.indices]
         keep = new >= 0
         row_nnz = np.bincount(np.repeat(np.arange(n), np.diff(X.indptr))[keep], minlength=n)
+        user_indptr = np.r_[0, np.cumsum(row_nnz)]
+        if tokens_only:  # the user block in its place of the sparse set, nothing else
+            start = 1 + self.ad_onehot_.shape[1]
+            return sp.csr_matrix(
+                (np.ones(int(keep.sum()), np.float32), (new[keep] + start).astype(np.int32), user_indptr),
+                shape=(n, len(self.sparse_names_)),
+            ), dense_arr
         user = sp.csr_matrix(
-            (np.ones(int(keep.sum()), np.float32), new[keep], np.r_[0, np.cumsum(row_nnz)]),
-            shape=(n, len(self.kept_cols_)),
+            (np.ones(int(keep.sum()), np.float32), new[keep], user_indptr), shape=(n, len(self.kept_cols_)),
         )
         blocks = [sp.csr_matrix(aid_idx.astype(np.float32)[:, None]), self.ad_onehot_[aid_idx], user]
         for j, f in enumerate(self._singles()):

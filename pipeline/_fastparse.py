@@ -18,7 +18,7 @@ import numba
 import numpy as np
 from core import sorted_index
 
-__all__ = ["NameTable", "filter_lines", "remap_sort_rows", "scan_chunk", "mark_seen"]
+__all__ = ["NameTable", "filter_lines", "remap_rows", "remap_sort_rows", "scan_chunk", "mark_seen"]
 
 _SLOTS = 1024
 _MAX_NAMES = 255
@@ -265,6 +265,42 @@ def mark_seen(codes: np.ndarray, values: np.ndarray, base: np.ndarray, seen: np.
 
 
 @numba.njit(cache=True)
+def remap_rows(
+    indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray, lut: np.ndarray, sort_rows: bool
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Rows ``rows`` of a CSR pattern with every column ``c`` renamed ``lut[c]``, dropped where ``lut[c] < 0``.
+
+    Returns the new ``indptr`` (int64) and ``indices`` (int32) and the number
+    of stored columns dropped; ``sort_rows`` sorts each row's new columns
+    (needed unless ``lut`` keeps their order).
+    """
+    n = len(rows)
+    new_indptr = np.zeros(n + 1, dtype=np.int64)
+    for i in range(n):
+        r = rows[i]
+        kept = 0
+        for p in range(indptr[r], indptr[r + 1]):
+            if lut[indices[p]] >= 0:
+                kept += 1
+        new_indptr[i + 1] = new_indptr[i] + kept
+    new_indices = np.empty(new_indptr[n], dtype=np.int32)
+    dropped = 0
+    for i in range(n):
+        r = rows[i]
+        w = new_indptr[i]
+        for p in range(indptr[r], indptr[r + 1]):
+            c = lut[indices[p]]
+            if c >= 0:
+                new_indices[w] = c
+                w += 1
+            else:
+                dropped += 1
+        if sort_rows:
+            new_indices[new_indptr[i] : w].sort()
+    return new_indptr, new_indices, dropped
+
+
+@numba.njit(cache=True)
 def remap_sort_rows(
     codes: np.ndarray, values: np.ndarray, row_nnz: np.ndarray, base: np.ndarray, lut: np.ndarray,
     cols: np.ndarray, df: np.ndarray,
@@ -304,24 +340,20 @@ def remap_sort_rows(
 
 
 @numba.njit(cache=True)
-def _line_uids(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _line_uids(buf: np.ndarray, n_lines: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """Start, stop and uid (``-1``: unreadable) of the first ``n_lines`` (at most) lines of ``buf``,
+    and whether they were all of its lines."""
     n = len(buf)
-    n_lines = 0
-    for i in range(n):
-        if buf[i] == 10:
-            n_lines += 1
-    if n > 0 and buf[n - 1] != 10:
-        n_lines += 1
     starts = np.empty(n_lines, dtype=np.int64)
     stops = np.empty(n_lines, dtype=np.int64)
-    uids = np.full(n_lines, -1, dtype=np.int64)
+    uids = np.empty(n_lines, dtype=np.int64)  # set per line: the room may be far larger than the lines
     line, pos = 0, 0
     while pos < n and line < n_lines:
         start = pos
         end = start
         while end < n and buf[end] != 10:
             end += 1
-        starts[line], stops[line] = start, min(end + 1, n)
+        starts[line], stops[line], uids[line] = start, min(end + 1, n), -1
         # "uid <digits>|" or "uid <digits>" at the start of the line; anything else stays -1
         if end - start > 4 and buf[start] == 117 and buf[start + 1] == 105 and buf[start + 2] == 100 \
                 and buf[start + 3] == 32:
@@ -334,7 +366,7 @@ def _line_uids(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                 uids[line] = value
         line += 1
         pos = end + 1
-    return starts, stops, uids
+    return starts[:line], stops[:line], uids[:line], pos >= n
 
 
 @numba.njit(cache=True)
@@ -359,6 +391,9 @@ def filter_lines(data: bytes, keep_uids: np.ndarray) -> tuple[bytes, int]:
     A line whose uid cannot be read is kept, so the parser still reports it.
     """
     buf = np.frombuffer(data, dtype=np.uint8)
-    starts, stops, uids = _line_uids(buf)
+    # room for lines of 6 bytes ("uid 1\n", the shortest with a uid); shorter ones: count them first
+    starts, stops, uids, whole = _line_uids(buf, len(buf) // 6 + 2)
+    if not whole:
+        starts, stops, uids, whole = _line_uids(buf, data.count(b"\n") + 1)
     keep = (uids < 0) | (sorted_index(keep_uids, uids) >= 0)
     return _gather(buf, starts, stops, keep).tobytes(), int(len(keep) - keep.sum())

@@ -278,13 +278,15 @@ class FoldDesign:
 
     def chunks(
         self, feature_set: FeatureSet, task: Task, part: Part, into: np.ndarray | None = None,
-        rows: np.ndarray | None = None,
+        rows: np.ndarray | None = None, ctr_columns: np.ndarray | None = None,
     ) -> Iterator[np.ndarray | sp.csr_matrix]:
         """The design of ``part``'s rows of ``task``, chunk by chunk, in row order.
 
         For the dense set, ``into`` (rows of ``part`` x columns) is filled in
         place and the chunks yielded are its row slices. ``rows`` (``FIT`` and
         ``HELD``): sorted positions among the part's rows, to build only those.
+        ``ctr_columns``: the conversion-rate columns a model reads (others
+        are left NaN: see :meth:`features.CTREncoder.transform`); all by default.
         """
         source = self._test if part is Part.TEST else self._train
         n, at = source.sparse.shape[0], 0
@@ -312,7 +314,7 @@ class FoldDesign:
                 dense = npy_rows(source.dense, start, stop)[local]
                 also = self.folds[keep] if part is Part.FIT else -1  # training rows: without their own fold too
                 encode_ctr = functools.partial(self.encoder.transform, tokens, source.aid_idx[keep], task.excluded,
-                                               also, local)
+                                               also, local, columns=ctr_columns)
             if into is not None and feature_set is FeatureSet.DENSE:
                 out = into[at : at + len(keep)]
             at += len(keep)
@@ -343,9 +345,16 @@ class FoldDesign:
         self._fit_cache = None
 
     def predict(self, estimator: BaseEstimator, feature_set: FeatureSet, task: Task, part: Part) -> np.ndarray:
-        """Probabilities of ``part``'s rows (``HELD`` or ``TEST``) of ``task``, chunk by chunk."""
+        """Probabilities of ``part``'s rows (``HELD`` or ``TEST``) of ``task``, chunk by chunk.
+
+        Only the conversion-rate columns the estimator reads are computed
+        (its ``columns_``, the column selection of the bagged LightGBMs).
+        """
         if part is Part.FIT:
             raise ValueError("predict held-out or test rows, not the rows a model was fitted on")
         if part is Part.HELD and isinstance(task, Refit):
             return np.empty(0)
-        return np.concatenate([estimator.predict_proba(X)[:, 1] for X in self.chunks(feature_set, task, part)])
+        ctr = self.layout.ctr_columns(getattr(estimator, "columns_", None), getattr(estimator, "n_features_in_", 0)) \
+            if feature_set.uses_ctr else None
+        return np.concatenate([estimator.predict_proba(X)[:, 1]
+                               for X in self.chunks(feature_set, task, part, ctr_columns=ctr)])

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from core import AdTable, FieldBlock, InputFormatError, LookalikeError, Pairs, UserMatrix, sorted_index
+from core import AdTable, FieldBlock, InputFormatError, LookalikeError, Pairs, UserMatrix, distinct, sorted_index
 from pipeline._fastparse import NameTable, filter_lines, mark_seen, remap_sort_rows, scan_chunk
 from pipeline._parse import INT32_MAX, parse_chunk
 from pipeline.io import open_binary
@@ -75,13 +75,19 @@ def iter_line_chunks(path: str | os.PathLike[str], chunk_lines: int) -> Iterator
             if cut == 0:
                 rest = data
                 continue
-            for first, piece in _split_lines(data[:cut], line_no, chunk_lines):
-                yield first, piece
-            line_no += data.count(b"\n", 0, cut)
+            n_newlines = data.count(b"\n", 0, cut)
+            yield from _split_lines(data[:cut] if cut < len(data) else data, line_no, chunk_lines, n_newlines)
+            line_no += n_newlines
             rest = data[cut:]
 
 
-def _split_lines(data: bytes, first_line: int, chunk_lines: int) -> Iterator[tuple[int, bytes]]:
+def _split_lines(
+    data: bytes, first_line: int, chunk_lines: int, n_newlines: int | None = None
+) -> Iterator[tuple[int, bytes]]:
+    """Runs of at most ``chunk_lines`` lines of ``data`` (``n_newlines``: its newlines, if counted)."""
+    if (data.count(b"\n") if n_newlines is None else n_newlines) < chunk_lines:  # the usual case: no line scan
+        yield first_line, data
+        return
     ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1
     if not len(ends) or ends[-1] != len(data):
         ends = np.r_[ends, len(data)]
@@ -141,7 +147,7 @@ def parse_users(
     uid_parts: list[np.ndarray] = []
     size = os.path.getsize(path)
     with tqdm(total=size, unit="B", unit_scale=True, desc="parse users", disable=None) as bar:
-        keep = None if keep_uids is None else np.unique(np.asarray(keep_uids, dtype=np.int64))
+        keep = None if keep_uids is None else distinct(np.asarray(keep_uids, dtype=np.int64))
         for first_line, data in iter_line_chunks(path, chunk_lines):
             n_names = int(table.n_names[0])
             n_bytes = len(data)
@@ -180,7 +186,7 @@ def parse_users(
     for _, codes, values in chunks:
         mark_seen(codes, values, base, seen)
         for c, parts in sparse_ids.items():
-            parts.append(np.unique(values[codes == c]))
+            parts.append(distinct(values[codes == c]))
     fields, offset = [], 0
     lut = np.full(total, -1, dtype=np.int32)
     vocab_of: dict[int, np.ndarray] = {}
@@ -190,7 +196,7 @@ def parse_users(
             ids = np.flatnonzero(seen[base[c] : base[c] + max_value[c] + 1])
             lut[base[c] + ids] = offset + np.arange(len(ids), dtype=np.int32)
         elif c in sparse_ids:
-            ids = np.unique(np.concatenate(sparse_ids[c])) if sparse_ids[c] else np.zeros(0, np.int64)
+            ids = distinct(np.concatenate(sparse_ids[c])) if sparse_ids[c] else np.zeros(0, np.int64)
             vocab_of[c] = ids
         else:
             ids = np.zeros(0, dtype=np.int64)

@@ -84,20 +84,39 @@ class Scorer:
         """Row of each aid in :attr:`aids`; ``-1`` where the model never saw it."""
         return sorted_index(self.featurizer.aids_, aid)
 
+    def _ctr_columns(self, task: Task) -> np.ndarray | None:
+        """The conversion-rate columns read by the models of ``task`` (``None``: all, as a model without
+        a column selection reads them all)."""
+        wanted = []
+        layout = self.featurizer.layout_
+        for model in self.models.values():
+            if not model.feature_set.uses_ctr:
+                continue
+            for t, est in zip(model.tasks, model.estimators):
+                if t.excluded != task.excluded:
+                    continue
+                cols = layout.ctr_columns(getattr(est, "columns_", None), getattr(est, "n_features_in_", 0))
+                if cols is None:
+                    return None
+                wanted.append(cols)
+        return np.unique(np.concatenate(wanted)) if wanted else None
+
     def predict(self, aid_idx: np.ndarray, uid: np.ndarray, X: sp.csr_matrix) -> np.ndarray:
         """Final scores in [0, 1] of pairs (``aid_idx`` from :meth:`aid_index`).
 
         ``X`` holds each pair's user tokens in the featurizer's vocabulary.
         """
         aid_idx = np.asarray(aid_idx, dtype=np.int64)
-        sparse, dense = self.featurizer.transform(aid_idx, uid, X)
+        tokens_only = not any(m.feature_set.uses_token_values for m in self.models.values())
+        sparse, dense = self.featurizer.transform(aid_idx, uid, X, tokens_only=tokens_only)
         layout = self.featurizer.layout_
         ctr: dict[int, np.ndarray] = {}  # by the fold left out: shared by the models of the same task
 
         def encoder_for(task: Task):  # noqa: ANN202
             def encode(out: np.ndarray | None) -> np.ndarray:
                 if task.excluded not in ctr:
-                    ctr[task.excluded] = self.encoder.transform(sparse, aid_idx, task.excluded)
+                    ctr[task.excluded] = self.encoder.transform(sparse, aid_idx, task.excluded,
+                                                                columns=self._ctr_columns(task))
                 if out is None:
                     return ctr[task.excluded]
                 out[...] = ctr[task.excluded]

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core import LookalikeError, Pairs
+from core import LookalikeError, Pairs, distinct
 from features.explore import (
     RowCounts,
     aid_table,
@@ -97,7 +97,7 @@ def _header(train: Pairs, aids: pd.DataFrame, settings: ExploreSettings) -> list
         "# Data exploration",
         "",
         f"{n:,} training rows, {pos:,} positives (base rate {pos / max(n, 1):.4f}), {len(aids):,} aids, "
-        f"{len(np.unique(train.uid)):,} users. Every figure counts training rows (a user in three rows "
+        f"{len(distinct(train.uid)):,} users. Every figure counts training rows (a user in three rows "
         "counts three times, as the models see it); intervals are Wilson 95% intervals. Written by "
         "`make explore` from the loaded data (`lookalike explore --help`).",
         "",

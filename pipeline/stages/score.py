@@ -19,10 +19,12 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from core import FieldBlock, InputFormatError, LookalikeError, UserMatrix, row_chunks, sorted_index, take_rows
+from core import FieldBlock, InputFormatError, LookalikeError, UserMatrix, distinct, row_chunks, sorted_index
 from ensemble import NFFMClassifier
 from ensemble.nffm import INSTALL_HINT, torch_available
 from pipeline.artifact import ArtifactKind, load_artifact
+from pipeline._fastparse import remap_rows
+from pipeline._scorecsv import score_lines
 from pipeline.io import atomic_paths, open_binary
 from pipeline.readers import parse_users, read_int_csv
 from pipeline.schema import TEST_COLUMNS, TRAIN_COLUMNS
@@ -33,7 +35,6 @@ __all__ = ["MISSING_CHOICES", "remap_users", "score_pairs", "skipped_path"]
 logger = logging.getLogger(__name__)
 
 MISSING_CHOICES = ("error", "skip")
-_FLOAT_FORMAT = "%.8f"  # as the submission: scoring test1.csv reproduces submission.csv
 
 
 def skipped_path(out: str | os.PathLike[str]) -> Path:
@@ -43,13 +44,13 @@ def skipped_path(out: str | os.PathLike[str]) -> Path:
 
 
 def remap_users(
-    users: UserMatrix, fields: list[FieldBlock], rows: np.ndarray | None = None, chunk_rows: int = 200_000
+    users: UserMatrix, fields: list[FieldBlock], rows: np.ndarray | None = None
 ) -> tuple[UserMatrix, int]:
     """The ``rows`` of ``users`` (all by default) with columns renumbered into the vocabulary ``fields``.
 
-    Works ``chunk_rows`` users at a time. Returns the new matrix (one row per
-    entry of ``rows``) and the number of stored ids the vocabulary does not
-    hold (dropped).
+    One compiled pass (:func:`pipeline._fastparse.remap_rows`). Returns the
+    new matrix (one row per entry of ``rows``) and the number of stored ids
+    the vocabulary does not hold (dropped).
     """
     rows = np.arange(users.n_users) if rows is None else np.asarray(rows, dtype=np.int64)
     lut = np.full(max(users.n_cols, 1), -1, dtype=np.int64)
@@ -63,27 +64,14 @@ def remap_users(
     mapped = lut[lut >= 0]
     # same field order and sorted vocabularies (the usual case): the map keeps each row sorted
     order_kept = bool(np.all(np.diff(mapped) > 0))
-    indptr_parts, index_parts, total, dropped = [np.zeros(1, np.int64)], [], 0, 0
-    for sl in row_chunks(len(rows), chunk_rows):
-        indptr, indices = take_rows(users.indptr, users.indices, rows[sl])
-        new = lut[indices]
-        keep = new >= 0
-        dropped += int((~keep).sum())
-        n = sl.stop - sl.start
-        row_of = np.repeat(np.arange(n), np.diff(indptr))[keep]
-        new = new[keep]
-        if not order_kept:
-            new = new[np.lexsort((new, row_of))]  # sorted within each row, as the loader writes them
-        index_parts.append(new.astype(np.int32))
-        indptr_parts.append(total + np.cumsum(np.bincount(row_of, minlength=n)))
-        total += len(new)
+    indptr, indices, dropped = remap_rows(  # one compiled pass (sorted within each row, as the loader writes them)
+        users.indptr.astype(np.int64, copy=False), users.indices, rows, lut, not order_kept,
+    )
     out = UserMatrix(
-        indptr=np.concatenate(indptr_parts),
-        indices=np.concatenate(index_parts) if index_parts else np.zeros(0, np.int32),
-        uids=users.uids[rows],
+        indptr=indptr, indices=indices, uids=users.uids[rows],
         fields=[FieldBlock(f.name, f.offset, f.values, f.df, f.kind) for f in fields],
     )
-    return out, dropped
+    return out, int(dropped)
 
 
 def _read_pairs(path: str | os.PathLike[str]) -> pd.DataFrame:
@@ -148,7 +136,7 @@ def score_pairs(
             users, chunk_lines=chunk_lines, indices_out=Path(scratch) / "indices.npy", keep_uids=uid,
         )
         found = parsed.rows_of(uid)
-        needed = np.unique(found[found >= 0])  # only the users of the pairs are kept
+        needed = distinct(found[found >= 0])  # only the users of the pairs are kept
         matrix, dropped = remap_users(parsed, scorer.featurizer.fields_, rows=needed)
         del parsed
     if dropped:
@@ -165,15 +153,12 @@ def score_pairs(
     ok = np.flatnonzero(reasons == "")
     targets = [Path(out)] + ([skipped_path(out)] if missing == "skip" else [])
     with atomic_paths(targets) as tmp:
-        first = True
-        for rows in tqdm(list(row_chunks(len(ok), chunk_rows)), desc="score", unit="chunk", disable=None):
-            idx = ok[rows]
-            score = scorer.predict(aid_idx[idx], uid[idx], matrix.csr(user_row[idx]))
-            part = pd.DataFrame({"aid": aid[idx], "uid": uid[idx], "score": score})
-            part.to_csv(tmp[0], mode="w" if first else "a", header=first, index=False, float_format=_FLOAT_FORMAT)
-            first = False
-        if first:  # nothing to score: still a valid, empty file
-            pd.DataFrame(columns=["aid", "uid", "score"]).to_csv(tmp[0], index=False)
+        with open(tmp[0], "wb") as fh:
+            fh.write(b"aid,uid,score\n")  # also when nothing is scored: a valid, empty file
+            for rows in tqdm(list(row_chunks(len(ok), chunk_rows)), desc="score", unit="chunk", disable=None):
+                idx = ok[rows]
+                score = scorer.predict(aid_idx[idx], uid[idx], matrix.csr(user_row[idx]))
+                fh.write(score_lines(aid[idx], uid[idx], score))  # the submission's "%.8f" text
         if missing == "skip":
             pd.DataFrame({"line": bad + 2, "aid": aid[bad], "uid": uid[bad], "reason": reasons[bad]}).to_csv(
                 tmp[1], index=False

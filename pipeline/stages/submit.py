@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from core import InputFormatError, LookalikeError
+from pipeline._scorecsv import score_lines
 from pipeline.files import read_predictions
 from pipeline.io import atomic_path, open_binary
 from pipeline.readers import locate_csv_problem, read_int_csv
@@ -45,9 +46,10 @@ def write_submission(
     if len(scores) != len(df):
         raise LookalikeError(f"{pred} has {len(scores):,} scores but {test} has {len(df):,} rows: they were made "
                              "for another test file; re-run `make train`")
-    df["score"] = scores
     with atomic_path(out) as tmp:
-        df.to_csv(tmp, index=False, float_format="%.8f")
+        with open(tmp, "wb") as fh:
+            fh.write(b"aid,uid,score\n")
+            fh.write(score_lines(want_aid, want_uid, scores))  # "%.8f", as pandas writes it (tested)
         problems = check_submission(tmp, test)
         if problems:
             raise LookalikeError("the submission fails its check: " + "; ".join(problems))

@@ -6,7 +6,7 @@ import numpy as np
 
 import pytest
 
-from core import row_chunks, search_sorted, sorted_index, take_rows
+from core import distinct, row_chunks, search_sorted, sorted_index, take_rows
 
 
 def test_sorted_index_matches_a_dict() -> None:
@@ -18,11 +18,11 @@ def test_sorted_index_matches_a_dict() -> None:
     assert sorted_index(np.zeros(0, np.int64), values).tolist() == [-1] * 200
 
 
-@pytest.mark.parametrize("n_values", [0, 10, 5000, 20000])
-def test_search_sorted_equals_numpy_in_any_order(n_values: int) -> None:
+@pytest.mark.parametrize(("n_values", "n_table"), [(0, 3000), (10, 3000), (5000, 3000), (20000, 300_000)])
+def test_search_sorted_equals_numpy_in_any_order(n_values: int, n_table: int) -> None:
     rng = np.random.default_rng(n_values)
-    table = np.sort(rng.integers(0, 1000, size=3000))  # repeated entries: the left-most position
-    values = rng.integers(-10, 1010, size=n_values)  # below, inside and past the table, repeats
+    table = np.sort(rng.integers(0, n_table // 3, size=n_table))  # repeated entries: the left-most position
+    values = rng.integers(-10, n_table // 3 + 10, size=n_values)  # below, inside and past the table, repeats
     assert np.array_equal(search_sorted(table, values), np.searchsorted(table, values))
     where = {}
     for i, v in enumerate(np.unique(table)):
@@ -35,10 +35,11 @@ def test_take_rows_matches_indexing_a_csr_matrix() -> None:
     import scipy.sparse as sp
 
     X = sp.random(40, 9, density=0.3, format="csr", random_state=1)
-    rows = np.array([3, 0, 3, 39, 17])
-    indptr, indices = take_rows(X.indptr, X.indices, rows)
-    ref = X[rows]
-    assert np.array_equal(indptr, ref.indptr) and np.array_equal(indices, ref.indices)
+    for rows in (np.array([3, 0, 3, 39, 17]), np.arange(5, 21), np.arange(0, 40), np.array([7])):
+        indptr, indices = take_rows(X.indptr, X.indices, rows)
+        ref = X[rows]
+        assert np.array_equal(indptr, ref.indptr) and np.array_equal(indices, ref.indices)
+        assert indptr.dtype == np.int64
 
 
 def test_row_chunks_cover_every_row_once() -> None:
@@ -46,3 +47,10 @@ def test_row_chunks_cover_every_row_once() -> None:
         chunks = list(row_chunks(n, size))
         assert np.array_equal(np.concatenate([np.arange(n)[c] for c in chunks] or [np.zeros(0)]), np.arange(n))
         assert all(c.stop - c.start <= size for c in chunks)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 5000])
+def test_distinct_equals_a_set(n: int) -> None:
+    values = np.random.default_rng(n).integers(-50, 50, size=n)
+    assert distinct(values).tolist() == sorted(set(values.tolist()))
+    assert distinct(values).dtype == values.dtype

@@ -159,3 +159,17 @@ def test_cascade_selection_and_bad_shares() -> None:
     for bad in (0.0, 1.5):
         with pytest.raises(ValueError, match="gain_share"):
             EasyEnsembleLGBM(**dict(SELECT, gain_share=bad)).fit(X, y)
+
+
+@pytest.mark.parametrize("cls", [EasyEnsembleLGBM, BalanceCascadeLGBM])
+def test_rows_sorted_for_the_trees_score_exactly_as_in_their_own_order(cls: type) -> None:
+    X, y = _signal_in_two_columns(n=12_000, seed=7)
+    est = cls(categorical_feature=[5], random_state=0, **SELECT).fit(X, y)
+    assert 1 <= len(est.sort_columns_) <= 2 and set(est.sort_columns_) <= set(est.columns_.tolist())
+    order = est._row_order(X)
+    assert order is not None and not np.array_equal(order, np.arange(len(X)))  # the big call sorts
+    whole = est.predict_proba(X)
+    small = np.vstack([est.predict_proba(X[i : i + 1000]) for i in range(0, len(X), 1000)])  # below: no sort
+    assert np.array_equal(whole, small)
+    est.sort_columns_ = []
+    assert est._row_order(X) is None and np.array_equal(est.predict_proba(X), whole)

@@ -105,6 +105,27 @@ def test_pooled_folds_encode_every_fold_bit_for_bit_and_leave_none_out() -> None
         pooled.transform(X, aid, -1, folds)
 
 
+def test_wanted_columns_are_computed_alike_and_the_other_blocks_left_nan() -> None:
+    spec, X, aid, y, folds = _data(6, n=300)
+    enc = CTREncoder(spec, chunk_rows=40).fit(X, y, aid_idx=aid, folds=folds)
+    full = enc.transform(X, aid, 2, folds)
+    names = spec.names()
+    rng = np.random.default_rng(0)
+    for wanted in (np.array([0]), np.array([len(names) - 1]), rng.choice(len(names), 4, replace=False),
+                   np.arange(len(names)), np.zeros(0, np.int64)):
+        got = enc.transform(X, aid, 2, folds, columns=wanted)
+        # a block (group x field) is computed whole when one of its columns is wanted
+        blocks = {n.rsplit("_", 1)[0] for n in np.asarray(names)[wanted]}
+        computed = np.array([n.rsplit("_", 1)[0] in blocks for n in names])
+        assert np.array_equal(got[:, computed], full[:, computed], equal_nan=True)
+        assert np.isnan(got[:, ~computed]).all()
+        rows = np.arange(0, 300, 7)
+        one = enc.transform(X, aid[rows], 2, folds[rows], rows=rows, columns=wanted)
+        assert np.array_equal(one, got[rows], equal_nan=True)
+    with pytest.raises(ValueError, match="output columns must be in"):
+        enc.transform(X, aid, columns=np.array([len(names)]))
+
+
 def test_rows_do_not_depend_on_the_chunk_or_the_reader(tmp_path) -> None:  # noqa: ANN001
     spec, X, aid, y, folds = _data(4, n=250)
     path = tmp_path / "x.npz"

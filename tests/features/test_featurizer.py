@@ -84,3 +84,17 @@ def test_field_codes_match_a_loop(loaded) -> None:  # noqa: ANN001
         for j, f in enumerate(singles):
             inside = cols[(cols >= f.offset) & (cols < f.stop)]
             assert single[r, j] == (inside[0] if len(inside) else -1)
+
+
+def test_tokens_only_keeps_the_user_token_columns_in_their_places(loaded) -> None:  # noqa: ANN001
+    users, ads, train, test = loaded
+    feat = PairFeaturizer(min_df=3).fit(users, ads, train, test)
+    full, dense = feat.transform(test.aid_idx, test.uid, users.csr(test.user_row))
+    tokens, dense_too = feat.transform(test.aid_idx, test.uid, users.csr(test.user_row), tokens_only=True)
+    start = 1 + feat.ad_onehot_.shape[1]
+    stop = start + len(feat.kept_cols_)
+    assert tokens.shape == full.shape and np.array_equal(dense, dense_too)
+    assert (tokens[:, start:stop] != full[:, start:stop]).nnz == 0
+    assert tokens[:, :start].nnz == 0 and tokens[:, stop:].nnz == 0
+    assert full[:, stop:].nnz > 0  # the crosses the full rows hold
+    assert all(name.split("=")[0] in {f.name for f in users.fields} for name in feat.sparse_names_[start:stop])

@@ -152,7 +152,7 @@ def test_remap_users_sorts_rows_whatever_the_field_order(tiny_raw: Path) -> None
         reordered.append(FieldBlock(f.name, offset, f.values, f.df, f.kind))
         offset += f.size
     for fields in (users.fields, reordered):
-        out, dropped = remap_users(users, fields, rows=np.arange(0, users.n_users, 7), chunk_rows=50)
+        out, dropped = remap_users(users, fields, rows=np.arange(0, users.n_users, 7))
         assert dropped == 0
         X, ref = out.csr(), users.csr(np.arange(0, users.n_users, 7))
         name = {f.offset + j: f"{f.name}={v}" for f in fields for j, v in enumerate(f.values)}
@@ -162,6 +162,18 @@ def test_remap_users_sorts_rows_whatever_the_field_order(tiny_raw: Path) -> None
             want = [ref_name[c] for c in ref.indices[ref.indptr[i]:ref.indptr[i + 1]]]
             assert sorted(got) == sorted(want)
             assert list(X.indices[X.indptr[i]:X.indptr[i + 1]]) == sorted(X.indices[X.indptr[i]:X.indptr[i + 1]])
+    # a vocabulary without half of interest1's ids: those are dropped and counted, the rest kept
+    rows = np.arange(0, users.n_users, 3)
+    small, offset = [], 0
+    for f in users.fields:
+        values = f.values[::2] if f.name == "interest1" else f.values
+        small.append(FieldBlock(f.name, offset, values, f.df[: len(values)], f.kind))
+        offset += len(values)
+    out, dropped = remap_users(users, small, rows=rows)
+    ref = users.csr(rows)
+    i1 = next(f for f in users.fields if f.name == "interest1")
+    gone = np.isin(ref.indices, i1.offset + np.arange(1, i1.size, 2))
+    assert dropped == int(gone.sum()) > 0 and out.csr().nnz == ref.nnz - dropped
 
 
 @pytest.mark.parametrize("wrong", ["build/features/featurizer.joblib", "build/models/easy_dense.joblib",

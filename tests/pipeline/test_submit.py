@@ -122,3 +122,24 @@ def test_a_gzipped_submission_is_read_by_its_magic_bytes(files) -> None:  # noqa
     _write(df, sub)
     sub.write_bytes(gzip.compress(sub.read_bytes()))
     assert check_submission(sub, test) == []
+
+
+def test_score_lines_write_what_pandas_writes_with_eight_decimals() -> None:
+    import io
+
+    import pandas as pd
+
+    from pipeline._scorecsv import score_lines
+
+    rng = np.random.default_rng(0)
+    ties = (np.arange(2000) + 0.5) / 1e8  # the rounding ties of the eighth decimal, and their neighbours
+    score = np.r_[rng.random(20_000), [0.0, 1.0, 0.5, 1e-9, 5e-9, 0.999999995], ties, np.nextafter(ties, 0),
+                  np.nextafter(ties, 1)]
+    aid, uid = rng.integers(0, 3000, len(score)), rng.integers(0, 2**31 - 1, len(score))
+    want = io.StringIO()
+    pd.DataFrame({"aid": aid, "uid": uid, "score": score}).to_csv(want, index=False, header=False,
+                                                                  float_format="%.8f")
+    assert score_lines(aid, uid, score) == want.getvalue().encode()
+    assert score_lines(aid[:0], uid[:0], score[:0]) == b""
+    with pytest.raises(ValueError, match="scores in"):
+        score_lines(aid[:1], uid[:1], np.array([np.nan]))

@@ -77,7 +77,7 @@ def _lookup_or_add(
     return code
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _scan(
     buf: np.ndarray,
     slot_code: np.ndarray, name_len: np.ndarray, name_bytes: np.ndarray, n_names: np.ndarray,
@@ -255,7 +255,7 @@ def _forget_names(table: NameTable, n_keep: int) -> None:
         table.slot_code[slot] = c
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def mark_seen(codes: np.ndarray, values: np.ndarray, base: np.ndarray, seen: np.ndarray) -> None:
     """``seen[base[code] + value] = True`` for values of fields with a dense table."""
     for k in range(codes.size):
@@ -264,7 +264,7 @@ def mark_seen(codes: np.ndarray, values: np.ndarray, base: np.ndarray, seen: np.
             seen[b + values[k]] = True
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def remap_rows(
     indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray, lut: np.ndarray, sort_rows: bool
 ) -> tuple[np.ndarray, np.ndarray, int]:
@@ -300,7 +300,7 @@ def remap_rows(
     return new_indptr, new_indices, dropped
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def remap_sort_rows(
     codes: np.ndarray, values: np.ndarray, row_nnz: np.ndarray, base: np.ndarray, lut: np.ndarray,
     cols: np.ndarray, df: np.ndarray,
@@ -339,7 +339,7 @@ def remap_sort_rows(
     return new_nnz, removed
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _line_uids(buf: np.ndarray, n_lines: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     """Start, stop and uid (``-1``: unreadable) of the first ``n_lines`` (at most) lines of ``buf``,
     and whether they were all of its lines."""
@@ -369,7 +369,7 @@ def _line_uids(buf: np.ndarray, n_lines: int) -> tuple[np.ndarray, np.ndarray, n
     return starts[:line], stops[:line], uids[:line], pos >= n
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _gather(buf: np.ndarray, starts: np.ndarray, stops: np.ndarray, keep: np.ndarray) -> np.ndarray:
     total = 0
     for i in range(len(starts)):

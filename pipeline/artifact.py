@@ -28,7 +28,10 @@ import joblib
 from core import LookalikeError
 from pipeline.io import Outputs, staged_path, write_json
 
-__all__ = ["ArtifactKind", "check_artifact", "library_versions", "load_artifact", "manifest_path", "save_artifact", "sha256"]
+__all__ = [
+    "ArtifactKind", "check_artifact", "library_versions", "load_artifact", "manifest_path", "save_artifact", "sha256",
+    "unpickle_checked",
+]
 
 
 class ArtifactKind(StrEnum):
@@ -170,6 +173,12 @@ def load_artifact(
     ``expected_type``: also check the unpickled object's class.
     """
     check_artifact(path, kind, trust_versions)
+    return unpickle_checked(path, kind, expected_type)
+
+
+def unpickle_checked(path: str | os.PathLike[str], kind: ArtifactKind, expected_type: type | None = None) -> Any:  # noqa: ANN401
+    """The object of an artifact that :func:`check_artifact` has passed (call that first), and the
+    check of its class; :func:`load_artifact` is both."""
     obj = joblib.load(path)
     if expected_type is not None and not isinstance(obj, expected_type):
         raise LookalikeError(f"{path} holds a {type(obj).__name__}, not a {expected_type.__name__} ({kind})")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from tqdm.auto import tqdm
 from core import FieldBlock, InputFormatError, LookalikeError, UserMatrix, distinct, row_chunks, sorted_index
 from ensemble import NFFMClassifier
 from ensemble.nffm import INSTALL_HINT, torch_available
-from pipeline.artifact import ArtifactKind, load_artifact
+from pipeline.artifact import ArtifactKind, check_artifact, unpickle_checked
 from pipeline._fastparse import remap_rows
 from pipeline._scorecsv import score_lines
 from pipeline.io import atomic_paths, open_binary
@@ -97,7 +98,8 @@ def score_pairs(
     ----------
     model : path
         ``models/scorer.joblib`` written by ``make train`` (checked by
-        :func:`~pipeline.artifact.load_artifact` before it is unpickled).
+        :func:`~pipeline.artifact.check_artifact` before anything else; unpickled
+        while the users file is parsed).
     pairs : path
         CSV with header ``aid,uid`` (or ``aid,uid,label``; the label is ignored).
     users : path
@@ -122,19 +124,23 @@ def score_pairs(
     """
     if missing not in MISSING_CHOICES:
         raise LookalikeError(f"--missing must be one of {MISSING_CHOICES}, got {missing!r}")
-    scorer = load_artifact(model, ArtifactKind.SCORER, trust_versions=trust_versions, expected_type=Scorer)
-    neural = [name for name, m in scorer.models.items() if any(isinstance(e, NFFMClassifier) for e in m.estimators)]
-    if neural and not torch_available():
-        raise LookalikeError(f"{model}: its model {neural[0]} is the neural network, which needs PyTorch: "
-                             f"{INSTALL_HINT}")
+    check_artifact(model, ArtifactKind.SCORER, trust_versions=trust_versions)  # a wrong model stops here, at once
     Path(out).resolve().parent.mkdir(parents=True, exist_ok=True)  # as every stage makes its output folder
     df = _read_pairs(pairs)
     aid, uid = df["aid"].to_numpy(), df["uid"].to_numpy()
-    aid_idx = scorer.aid_index(aid)
-    with tempfile.TemporaryDirectory(dir=Path(out).resolve().parent, prefix=".score-") as scratch:
+    with ThreadPoolExecutor(max_workers=1) as pool, \
+            tempfile.TemporaryDirectory(dir=Path(out).resolve().parent, prefix=".score-") as scratch:
+        # the model is unpickled while the users file is parsed: the parser's compiled loops let go of the GIL
+        loading = pool.submit(unpickle_checked, model, ArtifactKind.SCORER, Scorer)
         parsed = parse_users(
             users, chunk_lines=chunk_lines, indices_out=Path(scratch) / "indices.npy", keep_uids=uid,
         )
+        scorer = loading.result()
+        neural = [n for n, m in scorer.models.items() if any(isinstance(e, NFFMClassifier) for e in m.estimators)]
+        if neural and not torch_available():
+            raise LookalikeError(f"{model}: its model {neural[0]} is the neural network, which needs PyTorch: "
+                                 f"{INSTALL_HINT}")
+        aid_idx = scorer.aid_index(aid)
         found = parsed.rows_of(uid)
         needed = distinct(found[found >= 0])  # only the users of the pairs are kept
         matrix, dropped = remap_users(parsed, scorer.featurizer.fields_, rows=needed)

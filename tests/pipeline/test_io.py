@@ -55,8 +55,27 @@ def test_the_chunk_writer_writes_what_the_row_reader_reads(tmp_path: Path) -> No
             writer.append(X[start : start + 13])
         assert writer.close() == (50, 7)
     assert (sp.load_npz(tmp_path / "x.npz") != X).nnz == 0
-    assert (CSRRowReader(tmp_path / "x.npz").rows(9, 31) != X[9:31]).nnz == 0
+    reader = CSRRowReader(tmp_path / "x.npz")
+    assert (reader.rows(9, 31) != X[9:31]).nnz == 0
+    rows = np.array([40, 3, 3, 17, 49, 0])
+    assert (reader.take(rows) != X[rows]).nnz == 0
+    pattern = reader.take(rows, data=False)
+    assert np.array_equal(pattern.indices, X[rows].indices) and np.all(pattern.data == 1)
+    assert np.all(reader.rows(0, 50, data=False).data == 1)
+    # a compressed archive (scipy's own save_npz) reads the same
+    sp.save_npz(tmp_path / "z.npz", X, compressed=True)
+    assert (CSRRowReader(tmp_path / "z.npz").take(rows) != X[rows]).nnz == 0
+    (tmp_path / "z.npz").unlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npz"]
+
+
+def test_npy_take_gathers_rows_of_a_file(tmp_path: Path) -> None:
+    from pipeline.io import npy_rows, npy_take
+
+    a = np.arange(60, dtype=np.float32).reshape(20, 3)
+    np.save(tmp_path / "a.npy", a)
+    assert np.array_equal(npy_take(tmp_path / "a.npy", [19, 0, 4, 4]), a[[19, 0, 4, 4]])
+    assert np.array_equal(npy_rows(tmp_path / "a.npy", 2, 7), a[2:7])
 
 
 def test_a_stale_output_is_removed_at_commit_and_kept_when_the_stage_fails(tmp_path: Path) -> None:
